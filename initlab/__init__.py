@@ -1,0 +1,14 @@
+"""initlab: does your network's initialization let signal and gradient through?
+
+Built on He, Zhang, Ren, Sun, "Delving Deep into Rectifiers" (ICCV 2015): PReLU and the
+variance-preserving ("He"/"Kaiming") initialization.
+"""
+
+from .activations import no_decay_param_groups
+from .models import mlp, paper_net, plain_net
+from .probe import ProbeResult, probe
+from .schemes import apply_init, parse_scheme
+
+__all__ = ["ProbeResult", "apply_init", "mlp", "no_decay_param_groups", "paper_net", "parse_scheme", "plain_net",
+           "probe"]
+__version__ = "0.1.0"

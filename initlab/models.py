@@ -1,0 +1,231 @@
+"""Networks to probe: the paper's plain nets, MLPs, and any user ``nn.Module`` factory.
+
+Depth counts weight layers (Conv + Linear) including the 3 fully-connected ones, as the paper
+does: ``plain_net(depth=30)`` is 27 conv + 3 fc (the paper's Figure 3 net), ``depth=22`` its
+Figure 2 depth. Plain means no batch normalization and no residual connections.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .activations import make_activation
+
+
+class ModelError(ValueError):
+    """A model name, layout or user factory that cannot be built."""
+
+
+def plain_net(depth: int = 30, width: int = 16, input_shape: tuple[int, ...] = (3, 32, 32), act: str = "relu",
+              stages: int = 3, num_classes: int = 10, fc_width: int = 256) -> nn.Sequential:
+    """Return the paper's style of plain VGG-like net, scaled for a CPU.
+
+    ``depth − 3`` 3×3 conv layers (padding 1) split as evenly as possible over ``stages``
+    stages of ``width·2^s`` channels, a 2×2 max-pool after each stage, then
+    fc ``fc_width`` → fc ``fc_width`` → fc ``num_classes``; ``act`` after every layer but the last.
+    """
+    if len(input_shape) != 3:
+        raise ModelError(f"plain takes an input shape C,H,W; got {','.join(map(str, input_shape))}")
+    if stages < 1:
+        raise ModelError(f"stages must be at least 1, got {stages}")
+    if depth - 3 < stages:
+        raise ModelError(f"plain depth {depth} leaves {depth - 3} conv layers for {stages} stages; "
+                         f"use depth ≥ {stages + 3}")
+    if width < 1 or fc_width < 1:
+        raise ModelError(f"width must be positive, got {width}")
+    channels, height, width_px = input_shape
+    if min(height, width_px) < 2 ** stages:
+        raise ModelError(f"input {height}×{width_px} is too small for {stages} pooling stages "
+                         f"(needs at least {2 ** stages}×{2 ** stages})")
+    convs = depth - 3
+    per_stage = [convs // stages + (1 if s < convs % stages else 0) for s in range(stages)]
+    layers: list[nn.Module] = []
+    in_channels = channels
+    for stage, count in enumerate(per_stage):
+        out_channels = width * 2 ** stage
+        for _ in range(count):
+            layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), make_activation(act, out_channels)]
+            in_channels = out_channels
+        layers.append(nn.MaxPool2d(2))
+    features = in_channels * (height // 2 ** stages) * (width_px // 2 ** stages)
+    layers += [
+        nn.Flatten(),
+        nn.Linear(features, fc_width), make_activation(act, fc_width),
+        nn.Linear(fc_width, fc_width), make_activation(act, fc_width),
+        nn.Linear(fc_width, num_classes),
+    ]
+    return nn.Sequential(*layers)
+
+
+class SpatialPyramidPool(nn.Module):
+    """Spatial pyramid max-pooling (He et al. 2014), levels {7, 3, 2, 1} as in the paper's Table 3."""
+
+    def __init__(self, levels: tuple[int, ...] = (7, 3, 2, 1)):
+        super().__init__()
+        self.levels = levels
+        self.pools = nn.ModuleList(nn.AdaptiveMaxPool2d(level) for level in levels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([pool(x).flatten(1) for pool in self.pools], dim=1)
+
+
+# The paper's Table 3 layouts at 224×224 (conv1 7×7/2, pool 3×3/3, three stages of 3×3 convs with
+# 2×2/2 pools between, SPP, fc 4096, fc 4096, fc 1000). The paper gives no widths for the
+# 30-layer Figure 3 net: "paper-30" is model B's stages lengthened to 26 3×3 convs (9/9/8).
+PAPER_LAYOUTS: dict[str, tuple[int, tuple[tuple[int, int], ...], str]] = {
+    "paper-a": (96, ((256, 5), (512, 5), (512, 5)), "model A, 19 layers (Table 3)"),
+    "paper-b": (96, ((256, 6), (512, 6), (512, 6)), "model B, 22 layers (Table 3, Figure 2)"),
+    "paper-c": (96, ((384, 6), (768, 6), (896, 6)), "model C, 22 layers, wider (Table 3)"),
+    "paper-30": (96, ((256, 9), (512, 9), (512, 8)), "30 layers (Figure 3), model B's stages lengthened"),
+}
+
+
+def paper_net(name: str, act: str = "relu", num_classes: int = 1000) -> nn.Sequential:
+    """Return one of the paper's full-size layouts (224×224 input; meant for a GPU)."""
+    if name not in PAPER_LAYOUTS:
+        raise ModelError(f"unknown paper layout {name!r}; valid: {', '.join(PAPER_LAYOUTS)}")
+    conv1_width, stages, _ = PAPER_LAYOUTS[name]
+    layers: list[nn.Module] = [nn.Conv2d(3, conv1_width, 7, stride=2, padding=3), make_activation(act, conv1_width),
+                               nn.MaxPool2d(3, stride=3)]
+    in_channels = conv1_width
+    for stage, (out_channels, count) in enumerate(stages):
+        if stage > 0:
+            layers.append(nn.MaxPool2d(2))
+        for _ in range(count):
+            layers += [nn.Conv2d(in_channels, out_channels, 3, padding=1), make_activation(act, out_channels)]
+            in_channels = out_channels
+    spp = SpatialPyramidPool()
+    features = in_channels * sum(level * level for level in spp.levels)
+    layers += [spp, nn.Linear(features, 4096), make_activation(act, 4096), nn.Linear(4096, 4096),
+               make_activation(act, 4096), nn.Linear(4096, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def mlp(depth: int = 10, width: int = 256, input_shape: tuple[int, ...] | None = None, act: str = "relu",
+        num_classes: int = 10) -> nn.Sequential:
+    """Return a plain MLP of ``depth`` Linear layers, ``width`` units, ``act`` between layers.
+
+    The input (default shape ``(width,)``) is flattened first; the last layer has ``num_classes``
+    outputs.
+    """
+    if depth < 1 or width < 1:
+        raise ModelError(f"mlp needs depth ≥ 1 and width ≥ 1, got depth {depth}, width {width}")
+    in_features = width if input_shape is None else int(torch.Size(input_shape).numel())
+    layers: list[nn.Module] = [nn.Flatten()]
+    for index in range(depth):
+        last = index == depth - 1
+        out_features = num_classes if last else width
+        layers.append(nn.Linear(in_features, out_features))
+        if not last:
+            layers.append(make_activation(act, out_features))
+        in_features = out_features
+    return nn.Sequential(*layers)
+
+
+def load_factory(target: str) -> Callable[[], nn.Module]:
+    """Return the callable named by ``package.module:factory`` or ``path/to/file.py:factory``.
+
+    Importing the module runs its code: this is the only user code initlab executes.
+    """
+    module_name, colon, attribute = target.rpartition(":")
+    if not colon or not module_name or not attribute:
+        raise ModelError(f"model {target!r}: expected package.module:factory or path/to/file.py:factory")
+    try:
+        if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+            path = Path(module_name)
+            if not path.is_file():
+                raise ModelError(f"model {target!r}: file {module_name} not found")
+            spec = importlib.util.spec_from_file_location(f"initlab_user_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ModelError:
+        raise
+    except Exception as error:  # the user's module failed to import: say why in one line
+        raise ModelError(f"model {target!r}: importing {module_name} failed: {type(error).__name__}: {error}") from error
+    if not hasattr(module, attribute):
+        public = [name for name in dir(module) if not name.startswith("_") and callable(getattr(module, name))]
+        close = difflib.get_close_matches(attribute, public, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ModelError(f"model {target!r}: {module_name} has no attribute {attribute!r}{hint}")
+    factory = getattr(module, attribute)
+    if not callable(factory):
+        raise ModelError(f"model {target!r}: {attribute} is not callable")
+    return factory
+
+
+def call_factory(factory: Callable[[], nn.Module], target: str) -> nn.Module:
+    """Call a user factory and check that it returned an ``nn.Module``."""
+    try:
+        model = factory()
+    except Exception as error:
+        raise ModelError(f"model {target!r}: the factory raised {type(error).__name__}: {error}") from error
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model {target!r}: the factory returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+BUILTIN_MODELS: dict[str, str] = {
+    "plain": "the paper's plain conv net scaled for a CPU (--depth, --width, --input-shape C,H,W)",
+    "mlp": "plain MLP (--depth Linear layers of --width units)",
+    **{name: description + ", 224×224" for name, (_, _, description) in PAPER_LAYOUTS.items()},
+}
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How to build a model for one seed: a name and its options, resolved once."""
+
+    name: str
+    depth: int | None = None
+    width: int | None = None
+    input_shape: tuple[int, ...] | None = None
+    act: str = "relu"
+    stages: int = 3
+
+    @property
+    def is_user(self) -> bool:
+        return self.name not in BUILTIN_MODELS
+
+    def example_shape(self) -> tuple[int, ...]:
+        """Return the shape of one example (no batch dimension)."""
+        if self.name == "plain":
+            return self.input_shape or (3, 32, 32)
+        if self.name == "mlp":
+            return self.input_shape or (self.width or 256,)
+        if self.name in PAPER_LAYOUTS:
+            return self.input_shape or (3, 224, 224)
+        if self.input_shape is None:
+            raise ModelError(f"model {self.name!r} needs --input-shape (one example's shape, e.g. 3,224,224)")
+        return self.input_shape
+
+    def factory(self) -> Callable[[], nn.Module]:
+        """Return a zero-argument callable that builds a fresh model (checked once here)."""
+        if self.name == "plain":
+            depth, width, shape = self.depth or 30, self.width or 16, self.example_shape()
+            plain_net(depth, width, shape, self.act, self.stages)  # raise layout errors now, not per seed
+            return lambda: plain_net(depth, width, shape, self.act, self.stages)
+        if self.name == "mlp":
+            depth, width, shape = self.depth or 10, self.width or 256, self.example_shape()
+            mlp(depth, width, shape, self.act)
+            return lambda: mlp(depth, width, shape, self.act)
+        if self.name in PAPER_LAYOUTS:
+            return lambda: paper_net(self.name, self.act)
+        if ":" not in self.name:
+            close = difflib.get_close_matches(self.name, list(BUILTIN_MODELS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ModelError(f"unknown model {self.name!r}; valid: {', '.join(BUILTIN_MODELS)}, "
+                             f"or package.module:factory / path/to/file.py:factory{hint}")
+        user_factory = load_factory(self.name)
+        return lambda: call_factory(user_factory, self.name)

@@ -1,0 +1,327 @@
+"""Initialization schemes by name, each stating the weight variance it draws.
+
+A scheme spec is a name with options after a colon, e.g. ``kaiming``,
+``kaiming:a=0,mode=fan_out,dist=uniform``, ``normal:0.01``, ``xavier:dist=uniform``.
+Notation (paper §2.2): n = fan_in = k^d·c/groups, n̂ = fan_out = k^d·d/groups, a = the negative
+slope of the rectifier next to the layer. Biases are zeroed by every scheme but ``torch-default``.
+
+``apply_init(model, scheme)`` changes the model in place; the probe never calls it on a user's
+model, only on its own copy.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .activations import is_rectifier, variance_factor
+from .layers import fans, is_covered
+
+
+# -- the schemes: formula in each docstring -------------------------------------------------
+
+
+def kaiming_(weight: torch.Tensor, *, fan_in: int, fan_out: int, slope: float = 0.0, mode: str = "fan_in",
+             dist: str = "normal", generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fill ``weight`` with He et al. 2015's init: Var[w] = 2 / ((1+a²)·n).
+
+    n = fan_in (``mode="fan_in"``, forward condition, paper eq. 10) or n̂ = fan_out
+    (``mode="fan_out"``, backward condition, eq. 14); a is the rectifier's slope (PReLU form,
+    ½(1+a²)·n·Var[w] = 1). ``dist="normal"``: N(0, Var); ``"uniform"``: U(−√(3·Var), √(3·Var)).
+    Same draws as ``torch.nn.init.kaiming_normal_/kaiming_uniform_(w, a, mode,
+    nonlinearity="leaky_relu")`` for groups = 1.
+    """
+    return _fill(weight, kaiming_variance(fan_in=fan_in, fan_out=fan_out, slope=slope, mode=mode), dist, generator)
+
+
+def kaiming_variance(*, fan_in: int, fan_out: int, slope: float = 0.0, mode: str = "fan_in") -> float:
+    """Return 2 / ((1+a²)·n), n = fan_in or fan_out by ``mode`` (paper eqs. 10 and 14)."""
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"kaiming mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    fan = fan_in if mode == "fan_in" else fan_out
+    return 2.0 / ((1.0 + slope * slope) * fan)
+
+
+def xavier_(weight: torch.Tensor, *, fan_in: int, fan_out: int, gain: float = 1.0, dist: str = "normal",
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fill ``weight`` with Glorot & Bengio 2010's init: Var[w] = gain²·2 / (n + n̂).
+
+    Same draws as ``torch.nn.init.xavier_normal_/xavier_uniform_`` for groups = 1.
+    """
+    return _fill(weight, gain * gain * 2.0 / (fan_in + fan_out), dist, generator)
+
+
+def xavier_fanin_(weight: torch.Tensor, *, fan_in: int, dist: str = "normal",
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fill ``weight`` with Var[w] = 1/n, the "Xavier" form the paper compares against (§2.2).
+
+    Under ReLU each layer then multiplies the signal's second moment by ½: 2^−(L−1) over L
+    layers (paper eq. 9 with ½·n·Var[w] = ½).
+    """
+    return _fill(weight, 1.0 / fan_in, dist, generator)
+
+
+def normal_(weight: torch.Tensor, *, std: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fill ``weight`` with N(0, std²), the fixed-std init the paper discusses (std 0.01)."""
+    with torch.no_grad():
+        return weight.normal_(0.0, std, generator=generator)
+
+
+def orthogonal_(weight: torch.Tensor, *, slope: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Fill ``weight`` with a random orthogonal matrix scaled by the He gain √(2/(1+a²)).
+
+    The weight is viewed as rows = out_channels × cols = n. Rows (or columns, if rows > cols)
+    are orthonormal, so E[w²] = gain² / max(rows, cols): for rows ≤ cols this is exactly He's
+    Var[w] = 2/((1+a²)·n). Draws as ``torch.nn.init.orthogonal_(w, gain)``.
+    """
+    return nn.init.orthogonal_(weight, gain=math.sqrt(2.0 / (1.0 + slope * slope)), generator=generator)
+
+
+def orthogonal_variance(shape: torch.Size | tuple[int, ...], slope: float = 0.0) -> float:
+    """Return E[w²] = (2/(1+a²)) / max(rows, cols) of a He-scaled orthogonal weight."""
+    rows = shape[0]
+    cols = math.prod(shape) // rows
+    return 2.0 / (1.0 + slope * slope) / max(rows, cols)
+
+
+def torch_default_variance(fan_in: int) -> float:
+    """Return 1/(3·n): PyTorch's default Conv/Linear init, kaiming_uniform_(a=√5).
+
+    gain² = 2/(1+5) = 1/3, Var[w] = gain²/n; the bias is U(−1/√n, 1/√n), also Var 1/(3·n).
+    Under ReLU each layer multiplies the signal by ½·n·Var[w] = 1/6.
+    """
+    return 1.0 / (3.0 * fan_in)
+
+
+def _fill(weight: torch.Tensor, variance: float, dist: str, generator: torch.Generator | None) -> torch.Tensor:
+    with torch.no_grad():
+        if dist == "normal":
+            return weight.normal_(0.0, math.sqrt(variance), generator=generator)
+        if dist == "uniform":
+            bound = math.sqrt(3.0 * variance)
+            return weight.uniform_(-bound, bound, generator=generator)
+    raise ValueError(f"dist must be 'normal' or 'uniform', got {dist!r}")
+
+
+# -- registry -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemeSpec:
+    """A registry entry: the options a scheme takes and their defaults."""
+
+    name: str
+    summary: str
+    defaults: dict[str, Any]
+    positional: str | None = None  # option that may be given bare, as in normal:0.01
+
+
+SCHEMES: dict[str, SchemeSpec] = {
+    "kaiming": SchemeSpec("kaiming", "He 2015: Var[w] = 2/((1+a²)·n), a from the adjacent rectifier or a=",
+                          {"a": "auto", "mode": "fan_in", "dist": "normal"}),
+    "xavier": SchemeSpec("xavier", "Glorot 2010: Var[w] = 2/(fan_in+fan_out)", {"dist": "normal", "gain": 1.0}),
+    "xavier-fanin": SchemeSpec("xavier-fanin", "Var[w] = 1/fan_in, the paper's 'Xavier' (halves ReLU signal per layer)",
+                               {"dist": "normal"}),
+    "torch-default": SchemeSpec("torch-default", "PyTorch's own reset_parameters(): Var[w] = 1/(3·fan_in), bias too",
+                                {}),
+    "normal": SchemeSpec("normal", "fixed std: Var[w] = STD², e.g. normal:0.01", {"std": None}, positional="std"),
+    "orthogonal": SchemeSpec("orthogonal", "orthogonal, He-scaled: E[w²] = 2/((1+a²)·max(rows, cols))",
+                             {"a": "auto"}),
+}
+
+_CHOICES = {"mode": ("fan_in", "fan_out"), "dist": ("normal", "uniform")}
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """A parsed scheme: registry name plus options. ``str(scheme)`` gives the canonical spec."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...]
+
+    def option(self, key: str) -> Any:
+        return dict(self.options)[key]
+
+    def __str__(self) -> str:
+        given = [f"{k}={v}" for k, v in self.options if SCHEMES[self.name].defaults.get(k) != v]
+        return self.name + (":" + ",".join(given) if given else "")
+
+    def slope(self, network_slope: float) -> float:
+        """Return the slope a the scheme uses: its ``a=`` option, else the network's."""
+        a = dict(self.options).get("a", "auto")
+        return network_slope if a == "auto" else float(a)
+
+    def weight_variance(self, shape: tuple[int, ...], fan_in: int, fan_out: int, network_slope: float) -> float:
+        """Return the scheme's nominal Var[w] for a layer with these fans and adjacent slope."""
+        opts = dict(self.options)
+        if self.name == "kaiming":
+            return kaiming_variance(fan_in=fan_in, fan_out=fan_out, slope=self.slope(network_slope), mode=opts["mode"])
+        if self.name == "xavier":
+            return float(opts["gain"]) ** 2 * 2.0 / (fan_in + fan_out)
+        if self.name == "xavier-fanin":
+            return 1.0 / fan_in
+        if self.name == "torch-default":
+            return torch_default_variance(fan_in)
+        if self.name == "normal":
+            return float(opts["std"]) ** 2
+        if self.name == "orthogonal":
+            return orthogonal_variance(tuple(shape), self.slope(network_slope))
+        raise AssertionError(self.name)
+
+    def bias_variance(self, fan_in: int, has_bias: bool) -> float:
+        """Return the nominal Var[b]: 1/(3·fan_in) for torch-default, 0 for every other scheme."""
+        return torch_default_variance(fan_in) if (self.name == "torch-default" and has_bias) else 0.0
+
+    def init_layer_(self, layer: nn.Module, network_slope: float, generator: torch.Generator | None) -> None:
+        """Initialize one Conv/Linear layer in place (weights by the scheme, bias zeroed)."""
+        if self.name == "torch-default":
+            layer.reset_parameters()
+            return
+        fan_in, fan_out = fans(layer)
+        opts = dict(self.options)
+        weight = layer.weight
+        if self.name == "kaiming":
+            kaiming_(weight, fan_in=fan_in, fan_out=fan_out, slope=self.slope(network_slope), mode=opts["mode"],
+                     dist=opts["dist"], generator=generator)
+        elif self.name == "xavier":
+            xavier_(weight, fan_in=fan_in, fan_out=fan_out, gain=float(opts["gain"]), dist=opts["dist"],
+                    generator=generator)
+        elif self.name == "xavier-fanin":
+            xavier_fanin_(weight, fan_in=fan_in, dist=opts["dist"], generator=generator)
+        elif self.name == "normal":
+            normal_(weight, std=float(opts["std"]), generator=generator)
+        elif self.name == "orthogonal":
+            orthogonal_(weight, slope=self.slope(network_slope), generator=generator)
+        if layer.bias is not None:
+            with torch.no_grad():
+                layer.bias.zero_()
+
+
+def scheme_names() -> list[str]:
+    """Return the registered scheme names."""
+    return list(SCHEMES)
+
+
+def parse_scheme(spec: str | Scheme) -> Scheme:
+    """Return the ``Scheme`` for a spec such as ``kaiming:a=0,mode=fan_out`` or ``normal:0.01``.
+
+    Raises ``ValueError`` with the valid names (and the closest one) or the valid options.
+    """
+    if isinstance(spec, Scheme):
+        return spec
+    text = spec.strip()
+    name, _, rest = text.partition(":")
+    if name not in SCHEMES:
+        close = difflib.get_close_matches(name, list(SCHEMES), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown init scheme {name!r}; valid: {', '.join(SCHEMES)}{hint}")
+    entry = SCHEMES[name]
+    options = dict(entry.defaults)
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            if entry.positional is None:
+                raise ValueError(f"init {text!r}: option {item!r} needs key=value; {name} takes "
+                                 f"{', '.join(entry.defaults) or 'no options'}")
+            key, value = entry.positional, item
+        key, value = key.strip(), value.strip()
+        if key not in entry.defaults:
+            raise ValueError(f"init {text!r}: unknown option {key!r}; {name} takes "
+                             f"{', '.join(entry.defaults) or 'no options'}")
+        options[key] = _parse_option(text, key, value)
+    if name == "normal" and options["std"] is None:
+        raise ValueError("init 'normal' needs its std, e.g. 'normal:0.01'")
+    return Scheme(name, tuple(options.items()))
+
+
+def _parse_option(spec: str, key: str, value: str) -> Any:
+    if key in _CHOICES:
+        if value not in _CHOICES[key]:
+            raise ValueError(f"init {spec!r}: {key} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+        return value
+    if key == "a" and value == "auto":
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"init {spec!r}: {key}={value!r} is not a number") from None
+    if not math.isfinite(number) or (key in ("std", "gain") and number <= 0):
+        raise ValueError(f"init {spec!r}: {key} must be a positive finite number, got {value!r}")
+    return number
+
+
+# -- applying a scheme to a model ----------------------------------------------------------
+
+
+def adjacent_slopes(model: nn.Module) -> dict[nn.Module, tuple[float | None, float | None]]:
+    """Return, for each Conv/Linear layer, the effective slopes of the rectifiers next to it.
+
+    The pair is (slope of the rectifier feeding the layer, slope of the one following it), found
+    in module registration order (the forward order of Sequential-style models); None where
+    there is none. A channel-wise PReLU counts as the single slope with the same mean factor.
+    """
+    sequence = [m for m in model.modules() if is_covered(m) or is_rectifier(m)]
+    found: dict[nn.Module, tuple[float | None, float | None]] = {}
+    for position, module in enumerate(sequence):
+        if not is_covered(module):
+            continue
+        before = sequence[position - 1] if position > 0 else None
+        after = sequence[position + 1] if position + 1 < len(sequence) else None
+        found[module] = (
+            _slope_of(before) if before is not None and is_rectifier(before) else None,
+            _slope_of(after) if after is not None and is_rectifier(after) else None,
+        )
+    return found
+
+
+def _slope_of(rectifier: nn.Module) -> float:
+    return math.sqrt(max(2.0 * float(variance_factor(rectifier)) - 1.0, 0.0))
+
+
+def network_slope(scheme: Scheme, feeding: float | None, following: float | None) -> float:
+    """Return the slope a kaiming/orthogonal layer should use given its adjacent rectifiers.
+
+    Forward (fan_in) mode balances ½(1+a²)·n·Var[w] with the rectifier applied to the layer's
+    input (paper eq. 7), backward (fan_out) mode with the one applied to its output (eq. 13).
+    Where that one is missing (first or last layer) the other is used, as the paper uses one
+    rule everywhere; with no rectifier at all, a = 0.
+    """
+    mode = dict(scheme.options).get("mode", "fan_in")
+    first, second = (feeding, following) if mode == "fan_in" else (following, feeding)
+    return first if first is not None else (second if second is not None else 0.0)
+
+
+def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = None) -> nn.Module:
+    """Initialize every Conv/Linear layer of ``model`` in place with ``scheme``; return ``model``.
+
+    With ``seed``, draws come from a generator seeded with it (one per device), so the same seed
+    gives the same weights; ``torch-default`` reseeds the global RNG inside a forked RNG state.
+    Without ``seed`` the global RNG is used, as torch.nn.init does.
+    """
+    scheme = parse_scheme(scheme)
+    slopes = adjacent_slopes(model)
+    layers = [m for m in model.modules() if is_covered(m)]
+    if scheme.name == "torch-default":
+        devices = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
+        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            for layer in layers:
+                layer.reset_parameters()
+        return model
+    generators: dict[torch.device, torch.Generator] = {}
+    for layer in layers:
+        generator = None
+        if seed is not None:
+            device = layer.weight.device
+            if device not in generators:
+                generators[device] = torch.Generator(device=device).manual_seed(seed)
+            generator = generators[device]
+        scheme.init_layer_(layer, network_slope(scheme, *slopes[layer]), generator)
+    return model
+

@@ -1,0 +1,262 @@
+"""The paper's variance chain, exact at padded borders, with finite-width error bands.
+
+Pure functions: numbers, NumPy arrays and ``LayerGeometry`` in, numbers and arrays out. A "q"
+is a second moment E[·²]; a "q-map" is the second moment per spatial position, averaged over
+batch and channels (a float for a Linear layer).
+
+Paper (He et al. 2015, §2.2):
+- one layer, eq. (7) before the rectifier step: E[y_l²] = n_l·Var[w_l]·E[x_l²] (+ E[b²]);
+- rectifier of slope a on a zero-symmetric y: E[f(y)²] = ½(1+a²)·E[y²];
+- forward chain, eq. (9) with PReLU: Var[y_L] = Var[y_1]·∏_{l=2..L} ½(1+a²)·n_l·Var[w_l];
+- backward chain, eq. (13): Var[Δx_l] = n̂_l·Var[w_l]·Var[Δy_l], Var[Δy_l] = ½(1+a²)·Var[Δx_{l+1}].
+Zero padding: a border output sees fewer valid taps, so the exact expectation propagates the
+q-map, q_y(p) = Var[w]·(c/groups)·Σ_{valid taps δ} q̄_x(p+δ), a convolution of the q-map with
+a ones kernel (THEORY.md §2); the paper's chain is its interior limit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .layers import LayerGeometry
+
+QMap = Union[float, np.ndarray]
+
+# Finite width (THEORY.md §3, Hanin & Rolnick 2018). For a Linear layer the relevant width is
+# its number of units. Conv weights are shared over positions, so a conv channel fluctuates like
+# a few independent units, fewer as depth correlates the positions. Calibrated by Monte Carlo
+# (150 seeds, 10 circular-padded 3×3 He/ReLU layers, 16–64 channels, 8×8–32×32 maps): the
+# per-layer growth of Var[ln q] matched 1.4–2.5 × channels; we use 2 × channels.
+CONV_EFFECTIVE_WIDTH_PER_CHANNEL = 2.0
+BAND_SIGMAS = 3.0
+
+
+def rectifier_factor(slope: float | np.ndarray) -> float | np.ndarray:
+    """Return ½(1+a²), the rectifier's second-moment factor E[f(y)²]/E[y²] (paper §2.2)."""
+    return 0.5 * (1.0 + np.square(slope))
+
+
+def he_std(fan: int, slope: float = 0.0) -> float:
+    """Return √(2/((1+a²)·n)), the std that makes ½(1+a²)·n·Var[w] = 1 (paper eqs. 10, 14)."""
+    return math.sqrt(2.0 / ((1.0 + slope * slope) * fan))
+
+
+def layer_factor(fan: int, weight_variance: float, slope: float = 0.0) -> float:
+    """Return ½(1+a²)·n·Var[w], one layer's factor in the paper's chain (1 at He's condition)."""
+    return float(rectifier_factor(slope)) * fan * weight_variance
+
+
+def chain_gain(fans: Sequence[int], weight_variances: Sequence[float], slopes: Sequence[float]) -> float:
+    """Return ∏_l ½(1+a_l²)·n_l·Var[w_l] over the given layers (paper eq. 9, PReLU form)."""
+    return math.prod(layer_factor(n, v, a) for n, v, a in zip(fans, weight_variances, slopes))
+
+
+def kappa(slope: float | np.ndarray) -> float | np.ndarray:
+    """Return κ(a) = (5 − 2a² + 5a⁴)/(1+a²)², the relative variance of f(y)² for Gaussian y.
+
+    Per layer of n units, ln of the signal's second moment wanders with variance κ(a)/n
+    (THEORY.md §3): 5 for ReLU, 2 for a linear layer (a = 1).
+    """
+    a2 = np.square(slope)
+    return (5.0 - 2.0 * a2 + 5.0 * a2 * a2) / np.square(1.0 + a2)
+
+
+# -- q-maps through one layer -----------------------------------------------------------------
+
+
+def _map_mean(q: QMap) -> float:
+    return float(np.mean(q))
+
+
+def _ones_conv(q_map: np.ndarray, geometry: LayerGeometry, transpose: bool) -> np.ndarray:
+    spatial = len(geometry.kernel_size)
+    conv = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
+    conv_t = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[spatial - 1]
+    q = torch.tensor(np.asarray(q_map, dtype=np.float64)).reshape(1, 1, *q_map.shape)
+    kernel = torch.ones((1, 1, *geometry.kernel_size), dtype=torch.float64)
+    if not transpose:
+        if geometry.padding_mode == "zeros":
+            out = conv(q, kernel, stride=geometry.stride, padding=geometry.padding, dilation=geometry.dilation)
+        else:
+            pads = [p for pad in reversed(geometry.padding) for p in (pad, pad)]
+            q = F.pad(q, pads, mode=geometry.padding_mode)
+            out = conv(q, kernel, stride=geometry.stride, dilation=geometry.dilation)
+        return out.reshape(out.shape[2:]).numpy()
+    if geometry.padding_mode != "zeros":
+        # Non-zero padding wraps or mirrors the border: every input position receives its full
+        # k^d taps on average, so the interior factor applies (stride spreads them as 1/s^d).
+        taps = geometry.receptive / math.prod(geometry.stride)
+        return np.full(geometry.in_spatial, taps * _map_mean(q_map))
+    base = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in
+            zip(q_map.shape, geometry.stride, geometry.padding, geometry.dilation, geometry.kernel_size)]
+    output_padding = [i - b for i, b in zip(geometry.in_spatial, base)]
+    out = conv_t(q, kernel, stride=geometry.stride, padding=geometry.padding, output_padding=output_padding,
+                 dilation=geometry.dilation)
+    return out.reshape(out.shape[2:]).numpy()
+
+
+def forward_second_moment(q_input: QMap, geometry: LayerGeometry, weight_variance: float,
+                          bias_second_moment: float = 0.0) -> QMap:
+    """Return the q-map of a layer's output, E_w[y²], from the q-map of its input.
+
+    Linear: n·Var[w]·E[x²] + E[b²] (paper eq. 7 before the rectifier). Conv: per position,
+    Var[w]·(c/groups)·Σ_{valid taps} q̄_x + E[b²], exact in expectation over the weights at
+    padded borders too. Equals n·Var[w]·E[x²] in the interior.
+    """
+    if geometry.kind == "linear":
+        return weight_variance * geometry.in_channels * _map_mean(q_input) + bias_second_moment
+    q_map = np.broadcast_to(np.asarray(q_input, dtype=np.float64), geometry.in_spatial)
+    channels_per_group = geometry.in_channels / geometry.groups
+    return weight_variance * channels_per_group * _ones_conv(q_map, geometry, transpose=False) + bias_second_moment
+
+
+def backward_second_moment(q_grad_output: QMap, geometry: LayerGeometry, weight_variance: float) -> QMap:
+    """Return the q-map of the gradient at a layer's input, E_w[Δx²], from that at its output.
+
+    Linear: n̂·Var[w]·E[Δy²] (paper eq. 13). Conv: per input position, Var[w]·(d/groups)·Σ over
+    the output positions that see it of q̄_Δy, a transposed convolution with a ones kernel.
+    """
+    if geometry.kind == "linear":
+        return weight_variance * geometry.out_channels * _map_mean(q_grad_output)
+    q_map = np.broadcast_to(np.asarray(q_grad_output, dtype=np.float64), geometry.out_spatial)
+    channels_per_group = geometry.out_channels / geometry.groups
+    return weight_variance * channels_per_group * _ones_conv(q_map, geometry, transpose=True)
+
+
+def _adapt(q: QMap, spatial: tuple[int, ...]) -> QMap:
+    """Carry a q-map across a shape-only link (flatten, view): exact when shapes agree or one side
+    is a Linear layer, whose outputs (and input gradients) are uniform in expectation."""
+    if not spatial:
+        return _map_mean(q)
+    q = np.asarray(q, dtype=np.float64)
+    if q.shape == tuple(spatial):
+        return q
+    return np.full(spatial, _map_mean(q))
+
+
+# -- the chains over a network ----------------------------------------------------------------
+
+
+def forward_chain(geometries: Sequence[LayerGeometry], weight_variances: Sequence[float],
+                  bias_second_moments: Sequence[float], link_factors: Sequence[float | None],
+                  measured_input_maps: Sequence[QMap]) -> tuple[np.ndarray, np.ndarray]:
+    """Return (predicted E[y_l²] for every layer, padding factor of every layer).
+
+    ``link_factors[l]`` is the closed-form factor of the link from layer l−1's output to layer
+    l's input (½(1+a²) for a rectifier, 1 for a view); ``None`` marks a link with no closed form
+    (pooling, normalization, a residual sum), where the chain re-anchors on the measured input
+    of layer l. The first layer always starts from its measured input q-map. The padding factor
+    is exact/interior for each layer's own step (1 for Linear layers and unpadded convs).
+    """
+    predicted, padding = [], []
+    q_output: QMap = 0.0
+    for index, geometry in enumerate(geometries):
+        if index == 0 or link_factors[index] is None:
+            q_input = measured_input_maps[index]
+        else:
+            q_input = link_factors[index] * np.asarray(_adapt(q_output, geometry.in_spatial))
+        q_output = forward_second_moment(q_input, geometry, weight_variances[index], bias_second_moments[index])
+        interior = weight_variances[index] * geometry.fan_in * _map_mean(q_input) + bias_second_moments[index]
+        predicted.append(_map_mean(q_output))
+        padding.append(_map_mean(q_output) / interior if interior > 0 else 1.0)
+    return np.array(predicted), np.array(padding)
+
+
+def backward_chain(geometries: Sequence[LayerGeometry], weight_variances: Sequence[float],
+                   link_factors: Sequence[float | None],
+                   measured_grad_output_maps: Sequence[QMap]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return predicted E[Δx_l²] at every layer's input, E[Δy_l²] at its output, and padding factors.
+
+    Runs from the last layer down. ``link_factors[l]`` is the factor from the gradient at layer
+    l+1's input to that at layer l's output (½(1+a²) for the rectifier between them); ``None``
+    re-anchors on the measured gradient at layer l's output, as does the last layer. The padding
+    factor is exact/interior for each layer's own step, the interior being
+    Var[w]·(d/groups)·k^d/stride^d·E[Δy²] (each input position feeds k^d/stride^d outputs).
+    """
+    count = len(geometries)
+    grad_input, grad_output, padding = np.zeros(count), np.zeros(count), np.ones(count)
+    q_grad_input: QMap = 0.0
+    for index in reversed(range(count)):
+        geometry = geometries[index]
+        if index == count - 1 or link_factors[index] is None:
+            q_grad_output = measured_grad_output_maps[index]
+        else:
+            q_grad_output = link_factors[index] * np.asarray(_adapt(q_grad_input, geometry.out_spatial))
+        q_grad_input = backward_second_moment(q_grad_output, geometry, weight_variances[index])
+        grad_output[index] = _map_mean(q_grad_output)
+        grad_input[index] = _map_mean(q_grad_input)
+        if geometry.kind == "conv":
+            interior = (weight_variances[index] * geometry.fan_out / math.prod(geometry.stride)
+                        * grad_output[index])
+            padding[index] = grad_input[index] / interior if interior > 0 else 1.0
+    return grad_input, grad_output, padding
+
+
+# -- finite-width bands ----------------------------------------------------------------------
+
+
+def effective_width(geometry: LayerGeometry, side: str) -> float:
+    """Return the number of effectively independent units on one side ("in"/"out") of a layer.
+
+    Linear: its features. Conv: CONV_EFFECTIVE_WIDTH_PER_CHANNEL × channels (Monte-Carlo
+    calibration, see the constant).
+    """
+    channels = geometry.out_channels if side == "out" else geometry.in_channels
+    return float(channels) if geometry.kind == "linear" else CONV_EFFECTIVE_WIDTH_PER_CHANNEL * channels
+
+
+def forward_log_variance(geometries: Sequence[LayerGeometry], link_slopes: Sequence[float | None]) -> np.ndarray:
+    """Return Var[ln(measured E[y_l²] / predicted)] across seeds for every layer.
+
+    From a measured anchor the first step adds 2/n_l (χ² of the weights); each chained step adds
+    (κ(a)−2)/n_{l−1} for the rectifier on layer l−1's units and 2/n_l for layer l's weights, so a
+    run of equal widths adds κ(a)/n per layer (THEORY.md §3). ``link_slopes[l]`` is the slope of
+    the link into layer l (1 for a view, None where the chain re-anchors).
+    """
+    variances, total = [], 0.0
+    for index, geometry in enumerate(geometries):
+        width = effective_width(geometry, "out")
+        if index == 0 or link_slopes[index] is None:
+            total = 2.0 / width
+        else:
+            previous = effective_width(geometries[index - 1], "out")
+            total += (float(kappa(link_slopes[index])) - 2.0) / previous + 2.0 / width
+        variances.append(total)
+    return np.array(variances)
+
+
+def backward_log_variance(geometries: Sequence[LayerGeometry], link_slopes: Sequence[float | None]) -> np.ndarray:
+    """Return Var[ln(measured E[Δx_l²] / predicted)] across seeds for every layer's input gradient.
+
+    Mirror of ``forward_log_variance``: units are the layers' inputs, ``link_slopes[l]`` is the
+    slope of the link from layer l+1 back to layer l (None: re-anchored).
+    """
+    count = len(geometries)
+    variances, total = np.zeros(count), 0.0
+    for index in reversed(range(count)):
+        width = effective_width(geometries[index], "in")
+        if index == count - 1 or link_slopes[index] is None:
+            total = 2.0 / width
+        else:
+            following = effective_width(geometries[index + 1], "in")
+            total += (float(kappa(link_slopes[index])) - 2.0) / following + 2.0 / width
+        variances[index] = total
+    return variances
+
+
+def log10_band(log_variance: float | np.ndarray, seeds: int = 1,
+               sigmas: float = BAND_SIGMAS) -> tuple[np.ndarray, np.ndarray]:
+    """Return (low, high) of the band on the seed-mean of log10(measured/predicted).
+
+    ln of a second moment is ≈ Gaussian with variance σ² and mean −σ²/2 (its expectation is
+    exact), so the band is −σ²/2 ± sigmas·σ/√seeds, in decades.
+    """
+    log_variance = np.asarray(log_variance, dtype=np.float64)
+    center = -0.5 * log_variance / math.log(10.0)
+    half = sigmas * np.sqrt(log_variance / seeds) / math.log(10.0)
+    return center - half, center + half
