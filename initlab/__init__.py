@@ -5,6 +5,7 @@ variance-preserving ("He"/"Kaiming") initialization.
 """
 
 from .activations import no_decay_param_groups
+from . import theory
 from .models import mlp, paper_net, plain_net
 from .probe import ProbeResult, probe
 from .schemes import apply_init, parse_scheme

@@ -22,7 +22,7 @@ from .files import atomic_write_text, check_writable_directory
 from .models import BUILTIN_MODELS, ModelRecipe
 from .probe import probe, resolve_device
 from .report import plot_variance_vs_depth
-from .schemes import SCHEMES, parse_scheme
+from .schemes import INPUT_STREAM, SCHEMES, parse_scheme, stream_seed
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Does your network's initialization let signal and gradient through? "
@@ -159,13 +159,14 @@ def probe_command(
     for init_spec, act_spec in itertools.product(inits, acts):
         recipe = ModelRecipe(model, depth, width, shape, act_spec, stages)
         factory = recipe.factory()
-        example = torch.randn((batch_size, *recipe.example_shape()), generator=torch.Generator().manual_seed(0))
+        example = torch.randn((batch_size, *recipe.example_shape()),
+                              generator=torch.Generator().manual_seed(stream_seed(0, INPUT_STREAM)))
         label = f"{init_spec} / {act_spec}" if not recipe.is_user else init_spec
         if sys.stderr.isatty():
             typer.echo(f"probing {model} · init {init_spec} · act {act_spec} · {seeds} seed(s) on {target}…", err=True)
         config = {"model": model, "depth": depth, "width": width, "act": act_spec if not recipe.is_user else None,
                   "stages": stages if model == "plain" else None, "torch": torch.__version__,
-                  "input": "N(0, 1), generator seed 0"}
+                  "input": "N(0, 1), its own generator stream"}
         results[label] = probe(factory, example, init=None if init_spec == OWN_INIT else init_spec, seeds=seeds,
                                device=target, config=config)
 

@@ -9,9 +9,11 @@ the batch is never compared with the chain (THEORY.md §4).
 Verdicts. A layer's forward gain is E[y_l²]/E[y_1²]; its backward gain E[Δx_l²]/E[Δx_L²] (the
 gradient a layer hands back, over what the last layer hands back, so that He's init gives 1 in
 both directions). Verdicts judge these gains through the init-controlled chain: across links
-with no closed form (pooling, normalization) only the layers' own steps count. A gain below 10^−t is ``vanishing``, above 10^t ``exploding``, else
-``healthy``, with t = max(1 decade, the layer's finite-width band) — a healthy net at finite
-width wanders by about that much. A non-finite statistic is ``exploding``.
+with no closed form (pooling, normalization) only the layers' own steps count. A gain more than
+t decades below its finite-width median (−σ²/2 in ln) is ``vanishing``, more than t above it
+``exploding``, else ``healthy``, with t = max(1 decade, the 3σ band of the whole chain up to the
+layer) — a He net at finite width wanders by about that much. A non-finite statistic is
+``exploding``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import pandas as pd
 from . import theory
 
 HEALTHY_DECADES = 1.0
+# Seed means of these are geometric (so that log10(var_y / var_y_pred) is the mean log ratio);
+# ``var_y_mean`` and ``grad_var_mean`` keep the arithmetic means.
+GEOMETRIC_COLUMNS = ("var_y", "var_y_pred", "var_y_pred_sampled", "grad_var", "grad_var_pred", "grad_var_pred_sampled")
 
 
 def _slope_from_factor(factor: float | None) -> float | None:
@@ -99,6 +104,11 @@ def build_frame(records: list) -> pd.DataFrame:
             "weight_grad_variance": stats["weight_grad_variance"],
             "forward_log_variance": theory.forward_log_variance(geometries, forward_slopes),
             "backward_log_variance": theory.backward_log_variance(geometries, backward_slopes),
+            # the layer-chain gains judged by the verdicts accumulate over every step, anchors too
+            "forward_log_variance_chain": theory.forward_log_variance(
+                geometries, [None] + [_slope_from_factor(f) for f in prefix[1:]]),
+            "backward_log_variance_chain": theory.backward_log_variance(
+                geometries, [_slope_from_factor(f) for f in prefix[1:]] + [None]),
         }))
     return pd.concat(frames, ignore_index=True)
 
@@ -108,18 +118,18 @@ def _log10(values: pd.Series | np.ndarray) -> np.ndarray:
         return np.log10(np.asarray(values, dtype=float))
 
 
-def _verdict(log10_gain: float, tolerance: float) -> str:
+def _verdict(log10_gain: float, log_variance: float, seeds: int) -> str:
+    """Judge a log10 gain against He's 1, allowing the finite-width drift and spread of the chain."""
     if not np.isfinite(log10_gain):
         return "vanishing" if log10_gain == -np.inf else "exploding"
-    if log10_gain < -tolerance:
+    low, high = theory.log10_band(log_variance, seeds)
+    center = 0.5 * (low + high)
+    tolerance = max(HEALTHY_DECADES, 0.5 * (high - low))
+    if log10_gain < center - tolerance:
         return "vanishing"
-    if log10_gain > tolerance:
+    if log10_gain > center + tolerance:
         return "exploding"
     return "healthy"
-
-
-def _tolerance(log_variance: float, seeds: int) -> float:
-    return max(HEALTHY_DECADES, theory.BAND_SIGMAS * math.sqrt(max(log_variance, 0.0) / seeds) / math.log(10.0))
 
 
 def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -169,9 +179,10 @@ def _with_gains(frame: pd.DataFrame) -> pd.DataFrame:
 def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Return one row per layer: seed means, predictions, log10 ratio, band, verdict.
 
-    ``var_y``/``grad_var`` are arithmetic means over seeds (unbiased for the expectation the
-    chain predicts); ``log10_ratio_*`` is the seed mean of log10(measured/predicted), checked
-    against the finite-width band (``band_*_low/high``, ``within_band_*``).
+    ``var_y``/``grad_var`` and their predictions are geometric means over seeds, so
+    ``log10_ratio_*`` = log10(var_y/var_y_pred) is the seed mean of the per-seed log ratios,
+    checked against the finite-width band (``band_*_low/high``, ``within_band_*``).
+    ``var_y_mean``/``grad_var_mean`` are arithmetic means (unbiased for the chain's expectation).
     """
     frame = _with_gains(frame)
     seeds = frame["seed"].nunique()
@@ -186,21 +197,25 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
         "fan_in": first["fan_in"].values,
         "fan_out": first["fan_out"].values,
     })
+    logs = frame.assign(**{column: _log10(frame[column]) for column in GEOMETRIC_COLUMNS}).groupby("index", sort=True)
     for column in ("slope", "var_w", "var_w_sampled", "var_y", "var_y_pred", "var_y_pred_sampled", "padding_factor",
-                   "padding_factor_backward", "forward_factor", "grad_var", "grad_var_pred", "grad_var_pred_sampled", "backward_factor",
-                   "weight_grad_variance", "log10_forward_gain", "log10_backward_gain", "log10_forward_gain_layers",
-                   "log10_backward_gain_layers", "log10_ratio_forward",
+                   "padding_factor_backward", "forward_factor", "grad_var", "grad_var_pred", "grad_var_pred_sampled",
+                   "backward_factor", "weight_grad_variance", "log10_forward_gain", "log10_backward_gain",
+                   "log10_forward_gain_layers", "log10_backward_gain_layers", "log10_ratio_forward",
                    "log10_ratio_backward"):
-        summary[column] = mean[column].values
+        summary[column] = (10.0 ** logs[column].mean().values if column in GEOMETRIC_COLUMNS
+                           else mean[column].values)
+    summary["var_y_mean"] = mean["var_y"].values
+    summary["grad_var_mean"] = mean["grad_var"].values
     for direction in ("forward", "backward"):
         low, high = theory.log10_band(mean[f"{direction}_log_variance"].values, seeds)
         summary[f"band_{direction}_low"] = low
         summary[f"band_{direction}_high"] = high
         ratio = summary[f"log10_ratio_{direction}"]
         summary[f"within_band_{direction}"] = (ratio >= low) & (ratio <= high)
-        tolerance = [_tolerance(v, seeds) for v in mean[f"{direction}_log_variance"].values]
-        summary[f"verdict_{direction}"] = [_verdict(g, t) for g, t in
-                                           zip(summary[f"log10_{direction}_gain_layers"], tolerance)]
+        summary[f"verdict_{direction}"] = [_verdict(g, v, seeds) for g, v in
+                                           zip(summary[f"log10_{direction}_gain_layers"],
+                                               mean[f"{direction}_log_variance_chain"].values)]
     summary["verdict"] = [f if f != "healthy" else b for f, b in
                           zip(summary["verdict_forward"], summary["verdict_backward"])]
     return summary
@@ -234,9 +249,9 @@ def network_summary(frame: pd.DataFrame) -> dict[str, Any]:
         "seeds": seeds,
     }
     summary["verdict_forward"] = _verdict(float(last["log10_forward_gain_layers"].mean()),
-                                          _tolerance(float(last["forward_log_variance"].mean()), seeds))
+                                          float(last["forward_log_variance_chain"].mean()), seeds)
     summary["verdict_backward"] = _verdict(float(first["log10_backward_gain_layers"].mean()),
-                                           _tolerance(float(first["backward_log_variance"].mean()), seeds))
+                                           float(first["backward_log_variance_chain"].mean()), seeds)
     summary["verdict"] = summary["verdict_forward"] if summary["verdict_forward"] != "healthy" \
         else summary["verdict_backward"]
     return summary

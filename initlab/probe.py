@@ -30,7 +30,7 @@ from torch import nn
 from .activations import is_rectifier, variance_factor
 from .compare import build_frame, layer_summary, network_summary, to_json_dict
 from .layers import LayerGeometry, geometry, is_covered
-from .schemes import Scheme, adjacent_slopes, apply_init, network_slope, parse_scheme
+from .schemes import DIRECTION_STREAM, Scheme, adjacent_slopes, apply_init, network_slope, parse_scheme, stream_seed
 
 DIRECTION = "gradients: backward of <output, g> for a random Gaussian direction g ~ N(0, 1) at the network output"
 
@@ -63,17 +63,17 @@ def resolve_device(spec: str | torch.device | None) -> torch.device | None:
 def _moments(tensor: torch.Tensor, spatial_dims: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return (variance, second moment, per-position second-moment map) of a tensor, in float32.
 
-    One reduction over batch and channels gives per-position variance and mean; the overall
-    moments follow from them exactly.
+    E[x²] per position (averaged over batch and channels) and the overall mean are two plain
+    reductions, several times faster on a CPU than ``torch.var_mean`` over the same dims; the
+    variance over all elements follows as E[x²] − E[x]².
     """
     data = tensor.detach()
     if data.dtype != torch.float32 and data.dtype != torch.float64:
         data = data.float()
     reduce = tuple(range(data.dim() - spatial_dims)) if spatial_dims else tuple(range(data.dim()))
-    var_map, mean_map = torch.var_mean(data, dim=reduce, correction=0)
-    second_map = var_map + mean_map.square()
+    second_map = data.square().mean(dim=reduce)
     second = second_map.mean()
-    mean = mean_map.mean()
+    mean = data.mean()
     return second - mean.square(), second, second_map
 
 
@@ -267,7 +267,7 @@ def _run_pass(model: nn.Module, example_input: torch.Tensor, seed: int) -> tuple
         if not outputs:
             raise ProbeError("the model's output does not require grad; no gradient can be probed")
         in_degree = _in_degrees([t.grad_fn for t in outputs])
-        generator = torch.Generator(device=outputs[0].device).manual_seed(seed)
+        generator = torch.Generator(device=outputs[0].device).manual_seed(stream_seed(seed, DIRECTION_STREAM))
         directions = [torch.randn(t.shape, generator=generator, device=t.device, dtype=t.dtype) for t in outputs]
         weights = list(dict.fromkeys(c.module.weight for c in calls if c.module.weight.requires_grad))
         sources = ([x] if x.requires_grad else []) + weights

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -257,6 +258,20 @@ def _parse_option(spec: str, key: str, value: str) -> Any:
 
 # -- applying a scheme to a model ----------------------------------------------------------
 
+INIT_STREAM, DIRECTION_STREAM, INPUT_STREAM = 0, 1, 2
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """Return a 63-bit seed for one purpose (init, output direction, input) of user seed ``seed``.
+
+    Seeding every purpose with the bare seed would make them draw the same numbers: weights equal
+    to the input batch, row for row, under ``torch.manual_seed(0)`` and ``seed=0``. NumPy's
+    SeedSequence mixes (seed, stream) into independent streams.
+    """
+    state = np.random.SeedSequence([int(seed), int(stream)]).generate_state(1, dtype=np.uint64)[0]
+    return int(state) & (2 ** 63 - 1)
+
+
 
 def adjacent_slopes(model: nn.Module) -> dict[nn.Module, tuple[float | None, float | None]]:
     """Return, for each Conv/Linear layer, the effective slopes of the rectifiers next to it.
@@ -299,9 +314,10 @@ def network_slope(scheme: Scheme, feeding: float | None, following: float | None
 def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = None) -> nn.Module:
     """Initialize every Conv/Linear layer of ``model`` in place with ``scheme``; return ``model``.
 
-    With ``seed``, draws come from a generator seeded with it (one per device), so the same seed
-    gives the same weights; ``torch-default`` reseeds the global RNG inside a forked RNG state.
-    Without ``seed`` the global RNG is used, as torch.nn.init does.
+    With ``seed``, draws come from a generator seeded with ``stream_seed(seed, INIT_STREAM)`` (one
+    per device), so the same seed gives the same weights, independent of anything drawn after
+    ``torch.manual_seed(seed)``; ``torch-default`` reseeds the global RNG the same way inside a
+    forked RNG state. Without ``seed`` the global RNG is used, as torch.nn.init does.
     """
     scheme = parse_scheme(scheme)
     slopes = adjacent_slopes(model)
@@ -310,7 +326,7 @@ def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = Non
         devices = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
         with torch.random.fork_rng(devices=devices, enabled=seed is not None):
             if seed is not None:
-                torch.manual_seed(seed)
+                torch.manual_seed(stream_seed(seed, INIT_STREAM))
             for layer in layers:
                 layer.reset_parameters()
         return model
@@ -320,7 +336,7 @@ def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = Non
         if seed is not None:
             device = layer.weight.device
             if device not in generators:
-                generators[device] = torch.Generator(device=device).manual_seed(seed)
+                generators[device] = torch.Generator(device=device).manual_seed(stream_seed(seed, INIT_STREAM))
             generator = generators[device]
         scheme.init_layer_(layer, network_slope(scheme, *slopes[layer]), generator)
     return model

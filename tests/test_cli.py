@@ -1,0 +1,129 @@
+"""The command line as a user runs it: output formats, files, and one-line errors with exit code 2."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+import torch
+
+from initlab.cli import main
+
+SMALL = ["probe", "--model", "mlp", "--depth", "6", "--width", "32", "--seeds", "2", "--batch-size", "16"]
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_json_has_the_documented_keys(capsys):
+    code, out, _ = run(capsys, *SMALL, "--init", "kaiming", "--format", "json")
+    assert code == 0
+    document = json.loads(out)
+    assert {"config", "layers", "summary"} <= document.keys()
+    assert len(document["layers"]) == 6
+    for key in ("index", "name", "kind", "fan_in", "fan_out", "slope", "var_w", "var_y", "var_y_pred", "grad_var",
+                "grad_var_pred", "verdict"):
+        assert key in document["layers"][0], key
+    for key in ("forward_gain", "forward_gain_pred", "backward_gain", "backward_gain_pred", "verdict"):
+        assert key in document["summary"], key
+    assert "Gaussian direction" in document["config"]["direction"]
+    assert document["summary"]["forward_gain_pred"] == pytest.approx(1.0)
+
+
+def test_several_inits_and_acts_give_a_list_of_every_combination(capsys):
+    code, out, _ = run(capsys, *SMALL, "--init", "xavier-fanin,kaiming", "--act", "relu,prelu", "--format", "json")
+    assert code == 0
+    documents = json.loads(out)
+    assert [(d["config"]["init"], d["config"]["act"]) for d in documents] == [
+        ("xavier-fanin", "relu"), ("xavier-fanin", "prelu"), ("kaiming", "relu"), ("kaiming", "prelu")]
+    assert documents[0]["summary"]["forward_gain_pred"] == pytest.approx(2.0 ** -5)
+
+
+def test_table_and_csv(capsys):
+    code, out, _ = run(capsys, *SMALL, "--init", "torch-default")
+    assert code == 0
+    assert "verdict: vanishing" in out and "Gaussian direction" in out
+    code, out, _ = run(capsys, *SMALL, "--format", "csv", "--mode", "fan_out")
+    assert code == 0
+    frame = pd.read_csv(__import__("io").StringIO(out))
+    assert set(frame["init"]) == {"xavier-fanin", "kaiming:mode=fan_out"}
+    assert len(frame) == 2 * 2 * 6  # inits × seeds × layers
+
+
+def test_out_writes_csv_json_and_plot(capsys, tmp_path):
+    code, _, err = run(capsys, *SMALL, "--out", str(tmp_path / "probe"))
+    assert code == 0
+    for name in ("probe.csv", "summary.csv", "probe.json"):
+        assert (tmp_path / "probe" / name).stat().st_size > 100
+    png = (tmp_path / "probe" / "variance_vs_depth.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert not list((tmp_path / "probe").glob(".*tmp"))  # no temporary files left behind
+    assert "wrote" in err
+
+
+def test_default_probe_is_the_30_layer_plain_net_under_xavier_and_kaiming(capsys):
+    code, out, _ = run(capsys, "probe", "--format", "json", "--seeds", "1", "--batch-size", "16")
+    assert code == 0
+    documents = json.loads(out)
+    assert [d["config"]["init"] for d in documents] == ["xavier-fanin", "kaiming"]
+    assert all(len(d["layers"]) == 30 for d in documents)
+    assert [d["summary"]["verdict"] for d in documents] == ["vanishing", "healthy"]
+
+
+def test_user_model_file(capsys, tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(textwrap.dedent("""
+        import torch.nn as nn
+        def build():
+            return nn.Sequential(nn.Conv1d(2, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 10, 3))
+    """))
+    code, out, _ = run(capsys, "probe", "--model", f"{path}:build", "--input-shape", "2,10", "--format", "json",
+                       "--seeds", "2")
+    assert code == 0
+    document = json.loads(out)
+    assert document["config"]["init"] == "model's own"
+    assert [layer["kind"] for layer in document["layers"]] == ["conv", "linear"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--init", "kaimng"], "did you mean 'kaiming'"),
+    (["--act", "relo"], "did you mean 'relu'"),
+    (["--input-shape", "3,x,4"], "--input-shape '3,x,4'"),
+    (["--depth", "0"], "--depth must be between"),
+    (["--seeds", "0"], "--seeds must be between"),
+    (["--format", "xml"], "--format must be"),
+    (["--model", "plian"], "did you mean 'plain'"),
+    (["--model", "nopkg_abc.mod:build", "--input-shape", "4"], "importing nopkg_abc.mod failed"),
+    (["--nonsense"], "No such option"),
+    (["--depth"], "requires an argument"),
+])
+def test_bad_input_gives_one_line_and_exit_code_2(capsys, args, message):
+    code, out, err = run(capsys, "probe", *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(capsys):
+    code, _, err = run(capsys, *SMALL, "--device", "cuda")
+    assert code == 2 and "no CUDA GPU is available" in err
+
+
+def test_unwritable_out_is_a_clear_error(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run(capsys, *SMALL, "--out", str(blocker / "sub"))
+    assert code == 2 and "cannot write to output directory" in err
+
+
+def test_list_and_module_entry_point(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and "xavier-fanin" in out and "prelu-shared" in out and "paper-30" in out
+    completed = subprocess.run([sys.executable, "-m", "initlab", "--help"], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0 and "probe" in completed.stdout

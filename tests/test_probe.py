@@ -1,0 +1,316 @@
+"""The probe: statistics equal direct computation, the user's model is untouched, and the
+paper's predictions hold on deep MLPs and the 30-layer plain net within the finite-width band."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab.probe import ProbeError
+from initlab.schemes import DIRECTION_STREAM, stream_seed
+
+
+def _input(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_recorded_statistics_equal_a_direct_autograd_computation():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 5))
+    x = _input(4, 3, 6, 6)
+    frame = initlab.probe(model, x).to_frame()
+
+    xr = x.clone().requires_grad_(True)
+    y1 = model[0](xr)
+    y1.retain_grad()
+    h = model[1](y1)
+    h.retain_grad()
+    flat = model[2](h)
+    flat.retain_grad()
+    y2 = model[3](flat)
+    y2.retain_grad()
+    direction = torch.randn(y2.shape, generator=torch.Generator().manual_seed(stream_seed(0, DIRECTION_STREAM)))
+    (y2 * direction).sum().backward()
+    expected = {
+        0: dict(input_second_moment=x.square().mean(), var_y=y1.square().mean(), output_variance=y1.var(correction=0),
+                grad_output_second_moment=y1.grad.square().mean(), grad_var=xr.grad.square().mean(),
+                weight_grad_variance=model[0].weight.grad.var(correction=0)),
+        1: dict(input_second_moment=flat.square().mean(), var_y=y2.square().mean(),
+                grad_output_second_moment=y2.grad.square().mean(), grad_var=flat.grad.square().mean(),
+                weight_grad_variance=model[3].weight.grad.var(correction=0)),
+    }
+    for index, columns in expected.items():
+        row = frame[frame["index"] == index].iloc[0]
+        for column, value in columns.items():
+            assert row[column] == pytest.approx(value.item(), rel=1e-5), (index, column)
+    assert list(frame["link_in"]) == ["input", "rectifier+view"]
+
+
+def test_inplace_relu_gives_the_same_statistics_as_out_of_place():
+    def build(inplace):
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Linear(16, 32), nn.ReLU(inplace=inplace), nn.Linear(32, 32), nn.ReLU(inplace=inplace),
+                             nn.Linear(32, 4))
+    x = _input(8, 16)
+    columns = ["var_y", "grad_output_second_moment", "grad_var", "weight_grad_variance", "var_y_pred", "grad_var_pred"]
+    a = initlab.probe(build(True), x).to_frame()[columns]
+    b = initlab.probe(build(False), x).to_frame()[columns]
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-6)
+    # the gradient at a layer's output is taken before the in-place ReLU: it differs from the one after it
+    assert not np.allclose(a["grad_output_second_moment"].iloc[0], a["grad_var"].iloc[1])
+
+
+class _Raises(nn.Module):
+    def forward(self, x):
+        raise RuntimeError("boom halfway")
+
+
+def _state(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _hooks(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
+@pytest.mark.parametrize("raises", [False, True])
+def test_probe_leaves_the_model_exactly_as_found(raises):
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Flatten(),
+                          nn.Linear(4 * 4 * 4, 3))
+    if raises:
+        model.append(_Raises())
+    model.train()
+    model[1].eval()
+    model[4].weight.requires_grad_(False)
+    model[0].weight.grad = torch.full_like(model[0].weight, 7.0)
+    before = _state(model)
+    modes = [m.training for m in model.modules()]
+    flags = [p.requires_grad for p in model.parameters()]
+    rng = torch.get_rng_state()
+    x = _input(2, 3, 6, 6)
+    if raises:
+        with pytest.raises(ProbeError, match="boom halfway"):
+            initlab.probe(model, x)
+    else:
+        initlab.probe(model, x, seeds=2)
+        initlab.probe(model, x, init="kaiming", seeds=2)
+    after = _state(model)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [m.training for m in model.modules()] == modes
+    assert [p.requires_grad for p in model.parameters()] == flags
+    assert torch.equal(model[0].weight.grad, torch.full_like(model[0].weight, 7.0))
+    assert model[0].bias.grad is None
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert _hooks(model) == 0
+
+
+def test_batchnorm_running_statistics_are_restored_in_training_mode():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2)).train()
+    before = _state(model)
+    initlab.probe(model, _input(16, 4) * 5 + 3)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_reinitialization_works_on_a_copy_and_apply_init_changes_in_place():
+    torch.manual_seed(4)
+    model = initlab.mlp(depth=4, width=16)
+    before = _state(model)
+    initlab.probe(model, _input(4, 16), init="xavier-fanin", seeds=2)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    initlab.apply_init(model, "xavier-fanin", seed=0)
+    assert not torch.equal(before["1.weight"], model.state_dict()["1.weight"])
+
+
+def test_factory_is_called_after_reseeding_torch():
+    x = _input(4, 16)
+    result = initlab.probe(lambda: initlab.mlp(depth=3, width=16), x, seeds=[5])
+    torch.manual_seed(5)
+    reference = initlab.probe(initlab.mlp(depth=3, width=16), x, seeds=[5])
+    np.testing.assert_array_equal(result.to_frame()["var_w_sampled"], reference.to_frame()["var_w_sampled"])
+
+
+def test_statistics_move_to_the_host_once_per_pass(monkeypatch):
+    calls = []
+    original = torch.Tensor.cpu
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.shape)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", counting)
+    initlab.probe(lambda: initlab.plain_net(depth=8, width=4, input_shape=(3, 8, 8)), _input(2, 3, 8, 8), seeds=3)
+    assert len(calls) == 3
+
+
+def test_a_model_without_conv_or_linear_layers_is_a_clear_error():
+    with pytest.raises(ProbeError, match="no Conv1d/2d/3d or Linear"):
+        initlab.probe(nn.Sequential(nn.ReLU(), nn.Tanh()), _input(2, 3))
+
+
+def test_a_shape_mismatch_names_the_failing_point():
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(9, 2))
+    with pytest.raises(ProbeError, match=r"input of shape \(2, 4\) after layer '0'"):
+        initlab.probe(model, _input(2, 4))
+
+
+def test_tuple_and_dict_outputs_are_probed():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 2), nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = torch.relu(self.body(x))
+            return {"a": self.a(h), "b": (self.b(h),)}
+
+    frame = initlab.probe(TwoHeads(), _input(4, 8)).to_frame()
+    assert len(frame) == 3
+    assert frame["grad_var"].notna().all()
+    # torch.relu is functional: no module the probe can see, so the link is marked measured
+    assert list(frame["link_in"]) == ["input", "measured", "measured"]
+
+
+def test_slopes_are_read_live_from_prelu_modules():
+    torch.manual_seed(6)
+    model = initlab.mlp(depth=3, width=64, act="prelu")
+    with torch.no_grad():
+        model[2].weight.fill_(0.5)  # PReLU after the first layer: channel-wise, now 0.5
+        model[4].weight[:32] = 0.0  # second PReLU: half ReLU, half linear (a = 1)
+        model[4].weight[32:] = 1.0
+    frame = initlab.probe(model, _input(16, 64)).to_frame()
+    assert frame["slope"].iloc[0] == pytest.approx(0.5)
+    forward = frame["forward_factor"] / (frame["fan_in"] * frame["var_w"])
+    assert forward.iloc[1] == pytest.approx(0.5 * (1 + 0.25))
+    assert forward.iloc[2] == pytest.approx(0.5 * (0.5 * 1 + 0.5 * 2))  # mean of ½(1+a_c²) over channels
+
+
+def test_residual_fan_out_makes_the_backward_link_measured():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.act, self.b, self.c = nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 8), nn.Linear(8, 2)
+
+        def forward(self, x):
+            h = self.act(self.a(x))
+            return self.c(self.b(h) + h)
+
+    frame = initlab.probe(Residual(), _input(4, 8)).to_frame()
+    assert list(frame["link_in"]) == ["input", "rectifier", "measured"]
+    assert list(frame["backward_link_closed"]) == [False, False, False]  # h feeds b and the sum
+
+
+# -- the paper's predictions ----------------------------------------------------------------
+
+DEPTH = 20
+
+
+@pytest.mark.parametrize("act,init,forward_pred", [
+    ("relu", "xavier-fanin", 2.0 ** -(DEPTH - 1)),
+    ("relu", "kaiming", 1.0),
+    ("prelu", "kaiming", 1.0),
+    ("prelu", "kaiming:a=0", 1.0625 ** (DEPTH - 1)),
+])
+def test_deep_mlp_forward_gain_is_the_papers_and_measured_within_band(act, init, forward_pred):
+    x = _input(64, 256)
+    result = initlab.probe(lambda: initlab.mlp(depth=DEPTH, width=256, act=act), x, init=init, seeds=3)
+    gains = result.gains()
+    assert gains["forward_gain_pred"] == pytest.approx(forward_pred, rel=1e-6)
+    summary = result.summary()
+    assert summary["within_band_forward"].all(), summary[["log10_ratio_forward", "band_forward_low",
+                                                          "band_forward_high"]]
+    low, high = summary["band_forward_low"].iloc[-1], summary["band_forward_high"].iloc[-1]
+    first_low, first_high = summary["band_forward_low"].iloc[0], summary["band_forward_high"].iloc[0]
+    assert low - first_high <= math.log10(gains["forward_gain"] / forward_pred) <= high - first_low
+
+
+@pytest.mark.parametrize("act,init,backward_pred", [
+    ("relu", "xavier-fanin", 2.0 ** -(DEPTH - 1)),
+    ("relu", "kaiming:mode=fan_out", 1.0),
+    ("prelu", "kaiming:mode=fan_out", 1.0),
+    ("prelu", "kaiming:a=0,mode=fan_out", 1.0625 ** (DEPTH - 1)),
+])
+def test_deep_mlp_backward_gain_is_the_papers_and_measured_within_band(act, init, backward_pred):
+    result = initlab.probe(lambda: initlab.mlp(depth=DEPTH, width=256, act=act), _input(64, 256), init=init, seeds=3)
+    gains = result.gains()
+    assert gains["backward_gain_pred"] == pytest.approx(backward_pred, rel=1e-6)
+    summary = result.summary()
+    assert summary["within_band_backward"].all()
+    low, high = summary["band_backward_low"].iloc[0], summary["band_backward_high"].iloc[0]
+    assert low - 0.2 <= math.log10(gains["backward_gain"] / backward_pred) <= high + 0.2
+
+
+def test_forward_only_condition_gives_a_width_ratio_backward_not_exponential():
+    # Paper §2.2: with the forward condition alone, the backward product is a ratio of widths.
+    model = lambda: nn.Sequential(nn.Linear(64, 128), nn.ReLU(), *[m for _ in range(8) for m in
+                                  (nn.Linear(128, 128), nn.ReLU())], nn.Linear(128, 32))
+    gains = initlab.probe(model, _input(32, 64), init="kaiming").gains()
+    assert gains["backward_gain_pred"] == pytest.approx(128 / 64, rel=1e-6)  # n̂_1/n_1 · ∏ 1
+
+
+@pytest.fixture(scope="module")
+def plain30():
+    x = _input(32, 3, 32, 32)
+    factory = lambda: initlab.plain_net(depth=30, width=16)
+    return {init: initlab.probe(factory, x, init=init, seeds=3) for init in ("xavier-fanin", "kaiming")}
+
+
+def test_plain30_every_layer_agrees_with_the_chain_within_the_band(plain30):
+    for init, result in plain30.items():
+        summary = result.summary()
+        assert len(summary) == 30
+        assert summary["within_band_forward"].all(), init
+        assert summary["within_band_backward"].all(), init
+
+
+def test_plain30_xavier_over_kaiming_measured_gain_is_two_to_minus_29(plain30):
+    ratio = plain30["xavier-fanin"].gains()["forward_gain"] / plain30["kaiming"].gains()["forward_gain"]
+    # Same seeds draw the same normalized weights, so the ratio is the scale ratio itself.
+    assert math.log2(ratio) == pytest.approx(-29, abs=0.01)
+    assert plain30["xavier-fanin"].gains()["verdict"] == "vanishing"
+    assert plain30["kaiming"].gains()["verdict"] == "healthy"
+    assert (plain30["kaiming"].summary()["verdict"] == "healthy").all()
+
+
+def test_plain30_padding_factor_is_the_measured_border_loss(plain30):
+    summary = plain30["kaiming"].summary()
+    by_stage = summary.groupby(summary["fan_in"].clip(upper=600))["padding_factor"].mean()
+    # 32×32, 16×16, 8×8 maps: smaller maps lose more at the borders (THEORY.md §2: a few % to ~10 %)
+    convs = summary[summary["kind"] == "conv"]
+    assert convs["padding_factor"].between(0.85, 0.99).all()
+    assert convs["padding_factor"].iloc[-1] < convs["padding_factor"].iloc[1]
+    assert len(by_stage) >= 3
+
+
+def test_torch_default_is_flagged_vanishing_with_factor_one_sixth():
+    result = initlab.probe(lambda: initlab.mlp(depth=12, width=128), _input(32, 128), init="torch-default", seeds=2)
+    summary = result.summary()
+    assert summary["forward_factor"].iloc[1:].to_numpy() == pytest.approx(1 / 6, rel=1e-9)
+    assert summary["forward_factor"].iloc[0] == pytest.approx(1 / 3, rel=1e-9)  # no rectifier before layer 1
+    assert result.gains()["verdict"] == "vanishing"
+    assert result.gains()["backward_gain_pred"] < 1e-8
+    assert (summary["verdict"].iloc[:6] == "vanishing").all()
+    assert summary["within_band_forward"].all() and summary["within_band_backward"].all()
+
+
+def test_conv_band_is_calibrated_against_a_seed_sweep():
+    # 60 seeds of a 9-conv stack: the measured spread of log10(measured/predicted) stays inside the
+    # band's σ and is not far below it (the band is neither blind nor vacuous).
+    x = _input(16, 3, 16, 16)
+    factory = lambda: initlab.plain_net(depth=12, width=16, input_shape=(3, 16, 16), stages=1)
+    frame = initlab.probe(factory, x, init="kaiming", seeds=60).to_frame()
+    frame["ratio"] = np.log(frame["var_y"] / frame["var_y_pred"])
+    spread = frame.groupby("index")["ratio"].std()
+    predicted = np.sqrt(frame.groupby("index")["forward_log_variance"].mean())
+    convs = frame.groupby("index")["kind"].first() == "conv"
+    ratio = (spread / predicted)[convs].iloc[2:]
+    assert (ratio < 1.2).all() and (ratio > 0.35).all(), ratio
+    low, high = initlab.theory.log10_band(frame["forward_log_variance"].to_numpy())
+    inside = ((np.log10(frame["var_y"] / frame["var_y_pred"]) >= low) &
+              (np.log10(frame["var_y"] / frame["var_y_pred"]) <= high)).mean()
+    assert inside >= 0.97
