@@ -267,8 +267,9 @@ def _run_pass(model: nn.Module, example_input: torch.Tensor, seed: int) -> tuple
         if not outputs:
             raise ProbeError("the model's output does not require grad; no gradient can be probed")
         in_degree = _in_degrees([t.grad_fn for t in outputs])
-        generator = torch.Generator(device=outputs[0].device).manual_seed(stream_seed(seed, DIRECTION_STREAM))
-        directions = [torch.randn(t.shape, generator=generator, device=t.device, dtype=t.dtype) for t in outputs]
+        # drawn on the CPU in float32: the same direction for a seed on every device and dtype
+        generator = torch.Generator().manual_seed(stream_seed(seed, DIRECTION_STREAM))
+        directions = [torch.randn(t.shape, generator=generator).to(device=t.device, dtype=t.dtype) for t in outputs]
         weights = list(dict.fromkeys(c.module.weight for c in calls if c.module.weight.requires_grad))
         sources = ([x] if x.requires_grad else []) + weights
         grads = torch.autograd.grad(outputs, sources, directions, allow_unused=True)

@@ -11,6 +11,7 @@ model, only on its own copy.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from dataclasses import dataclass
@@ -179,13 +180,30 @@ class Scheme:
         return torch_default_variance(fan_in) if (self.name == "torch-default" and has_bias) else 0.0
 
     def init_layer_(self, layer: nn.Module, network_slope: float, generator: torch.Generator | None) -> None:
-        """Initialize one Conv/Linear layer in place (weights by the scheme, bias zeroed)."""
+        """Initialize one Conv/Linear layer in place (weights by the scheme, bias zeroed).
+
+        With a (CPU) generator and a weight that is not float32 on the CPU, the draw is made in a
+        float32 CPU tensor and copied over, so a seed gives the same weights on every device.
+        """
         if self.name == "torch-default":
             layer.reset_parameters()
             return
+        weight = layer.weight
+        if generator is not None and (weight.device.type != "cpu" or weight.dtype != torch.float32):
+            staging = torch.empty(weight.shape, dtype=torch.float32)
+            self._draw(staging, layer, network_slope, generator)
+            with torch.no_grad():
+                weight.copy_(staging)
+        else:
+            self._draw(weight, layer, network_slope, generator)
+        if layer.bias is not None:
+            with torch.no_grad():
+                layer.bias.zero_()
+
+    def _draw(self, weight: torch.Tensor, layer: nn.Module, network_slope: float,
+              generator: torch.Generator | None) -> None:
         fan_in, fan_out = fans(layer)
         opts = dict(self.options)
-        weight = layer.weight
         if self.name == "kaiming":
             kaiming_(weight, fan_in=fan_in, fan_out=fan_out, slope=self.slope(network_slope), mode=opts["mode"],
                      dist=opts["dist"], generator=generator)
@@ -198,9 +216,6 @@ class Scheme:
             normal_(weight, std=float(opts["std"]), generator=generator)
         elif self.name == "orthogonal":
             orthogonal_(weight, slope=self.slope(network_slope), generator=generator)
-        if layer.bias is not None:
-            with torch.no_grad():
-                layer.bias.zero_()
 
 
 def scheme_names() -> list[str]:
@@ -314,30 +329,32 @@ def network_slope(scheme: Scheme, feeding: float | None, following: float | None
 def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = None) -> nn.Module:
     """Initialize every Conv/Linear layer of ``model`` in place with ``scheme``; return ``model``.
 
-    With ``seed``, draws come from a generator seeded with ``stream_seed(seed, INIT_STREAM)`` (one
-    per device), so the same seed gives the same weights, independent of anything drawn after
-    ``torch.manual_seed(seed)``; ``torch-default`` reseeds the global RNG the same way inside a
-    forked RNG state. Without ``seed`` the global RNG is used, as torch.nn.init does.
+    With ``seed``, draws come from a CPU generator seeded with ``stream_seed(seed, INIT_STREAM)``,
+    so the same seed gives the same weights on every device and dtype, independent of anything
+    drawn after ``torch.manual_seed(seed)``; ``torch-default`` reseeds the CPU RNG the same way
+    inside a forked RNG state. Without ``seed`` the global RNG is used, as torch.nn.init does.
     """
     scheme = parse_scheme(scheme)
     slopes = adjacent_slopes(model)
     layers = [m for m in model.modules() if is_covered(m)]
     if scheme.name == "torch-default":
-        devices = sorted({p.device.index for p in model.parameters() if p.device.type == "cuda"})
-        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
+        # reset_parameters() draws from the global RNG of the weight's device; reset a CPU copy of
+        # each layer instead, so a seed gives the same weights on every device.
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
-                torch.manual_seed(stream_seed(seed, INIT_STREAM))
+                torch.default_generator.manual_seed(stream_seed(seed, INIT_STREAM))  # the CPU RNG only
             for layer in layers:
-                layer.reset_parameters()
+                if seed is None or all(p.device.type == "cpu" and p.dtype == torch.float32
+                                       for p in layer.parameters()):
+                    layer.reset_parameters()
+                    continue
+                staging = copy.deepcopy(layer).to(device="cpu", dtype=torch.float32)
+                staging.reset_parameters()
+                with torch.no_grad():
+                    for target, source in zip(layer.parameters(), staging.parameters()):
+                        target.copy_(source)
         return model
-    generators: dict[torch.device, torch.Generator] = {}
+    generator = torch.Generator().manual_seed(stream_seed(seed, INIT_STREAM)) if seed is not None else None
     for layer in layers:
-        generator = None
-        if seed is not None:
-            device = layer.weight.device
-            if device not in generators:
-                generators[device] = torch.Generator(device=device).manual_seed(stream_seed(seed, INIT_STREAM))
-            generator = generators[device]
         scheme.init_layer_(layer, network_slope(scheme, *slopes[layer]), generator)
     return model
-

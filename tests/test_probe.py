@@ -314,3 +314,43 @@ def test_conv_band_is_calibrated_against_a_seed_sweep():
     inside = ((np.log10(frame["var_y"] / frame["var_y_pred"]) >= low) &
               (np.log10(frame["var_y"] / frame["var_y_pred"]) <= high)).mean()
     assert inside >= 0.97
+
+
+def test_summary_log_ratio_is_the_log_of_its_own_columns():
+    result = initlab.probe(lambda: initlab.mlp(depth=6, width=32), _input(8, 32), init="kaiming", seeds=4)
+    summary = result.summary()
+    np.testing.assert_allclose(summary["log10_ratio_forward"], np.log10(summary["var_y"] / summary["var_y_pred"]))
+    np.testing.assert_allclose(summary["log10_ratio_backward"],
+                               np.log10(summary["grad_var"] / summary["grad_var_pred"]))
+
+
+def test_device_auto_is_cpu_here_and_cuda_is_refused_without_a_gpu():
+    from initlab.probe import resolve_device
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ProbeError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ProbeError, match="unknown device"):
+        resolve_device("tpu9")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="runs where CUDA is present")
+def test_cuda_probe_matches_cpu_and_leaves_the_model_on_the_cpu():
+    model = initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16))
+    x = _input(8, 3, 16, 16)
+    cpu = initlab.probe(model, x, init="kaiming", seeds=2, device="cpu").to_frame()
+    gpu = initlab.probe(model, x, init="kaiming", seeds=2, device="cuda").to_frame()
+    assert next(model.parameters()).device.type == "cpu"
+    for column in ("var_y", "grad_var", "var_y_pred", "grad_var_pred"):
+        np.testing.assert_allclose(gpu[column], cpu[column], rtol=2e-3)
+
+
+def test_bfloat16_model_is_probed_with_float32_statistics():
+    x = _input(32, 64)
+    reference = initlab.probe(lambda: initlab.mlp(depth=6, width=64), x, init="kaiming", seeds=2).to_frame()
+    result = initlab.probe(lambda: initlab.mlp(depth=6, width=64).to(torch.bfloat16), x.to(torch.bfloat16),
+                           init="kaiming", seeds=2)
+    low = result.to_frame()
+    np.testing.assert_allclose(low["var_y"], reference["var_y"], rtol=0.05)  # bfloat16 keeps ~3 digits
+    np.testing.assert_allclose(low["grad_var"], reference["grad_var"], rtol=0.1)
+    assert result.summary()["within_band_forward"].all()

@@ -60,7 +60,7 @@ def test_torch_default_is_pytorchs_own_reset_parameters():
     ours = initlab.plain_net(depth=6, width=4, input_shape=(3, 8, 8))
     reference = initlab.plain_net(depth=6, width=4, input_shape=(3, 8, 8))
     initlab.apply_init(ours, "torch-default", seed=3)
-    torch.manual_seed(schemes.stream_seed(3, schemes.INIT_STREAM))
+    torch.default_generator.manual_seed(schemes.stream_seed(3, schemes.INIT_STREAM))
     for module in reference.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             module.reset_parameters()
@@ -145,3 +145,12 @@ def test_stream_seeds_are_valid_and_distinct_per_stream(seed, stream):
     value = schemes.stream_seed(seed, stream)
     assert 0 <= value < 2 ** 63
     assert value != schemes.stream_seed(seed, stream + 1)
+
+
+@pytest.mark.parametrize("spec", ["kaiming", "torch-default", "orthogonal", "normal:0.02"])
+def test_same_seed_same_weights_across_dtypes(spec):
+    single, double = initlab.mlp(depth=3, width=16), initlab.mlp(depth=3, width=16).double()
+    initlab.apply_init(single, spec, seed=1)
+    initlab.apply_init(double, spec, seed=1)
+    for a, b in zip(single.parameters(), double.parameters()):
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=0)
