@@ -34,7 +34,7 @@ def measure(depth: int, width: int, batch: int, repeats: int, device: torch.devi
     bare_times, probe_times = [], []
     for _ in range(2):  # warm-up
         _bare(model, x)
-        _probe_one(model, x, 0, None)
+        _probe_one(model, x, 0, None)[0].cpu()
     for _ in range(repeats):  # interleaved, so drift hits both alike
         _sync(device)
         start = time.perf_counter()
@@ -42,7 +42,7 @@ def measure(depth: int, width: int, batch: int, repeats: int, device: torch.devi
         _sync(device)
         bare_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        _probe_one(model, x, 0, None)
+        _probe_one(model, x, 0, None)[0].cpu()
         _sync(device)
         probe_times.append(time.perf_counter() - start)
     return statistics.median(bare_times), statistics.median(probe_times)

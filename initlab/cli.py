@@ -147,10 +147,10 @@ def probe_command(
     acts = _split(act) or ["relu"]
     for spec in acts:
         parse_activation(spec)
-    recipe_probe = ModelRecipe(model, depth, width, shape, acts[0], stages)
-    if recipe_probe.is_user and ":" in model and act != "relu":
+    user_model = ":" in model
+    if user_model and act != "relu":
         raise ValueError("--act applies to built-in models; a user model brings its own activations")
-    inits = _init_specs(init, mode, recipe_probe.is_user and ":" in model)
+    inits = _init_specs(init, mode, user_model)
     target = resolve_device(device)
     if out is not None:
         check_writable_directory(out)
@@ -161,14 +161,17 @@ def probe_command(
         factory = recipe.factory()
         example = torch.randn((batch_size, *recipe.example_shape()),
                               generator=torch.Generator().manual_seed(stream_seed(0, INPUT_STREAM)))
-        label = f"{init_spec} / {act_spec}" if not recipe.is_user else init_spec
+        label = f"{init_spec} / {act_spec}" if not user_model else init_spec
+        progress = None
         if sys.stderr.isatty():
-            typer.echo(f"probing {model} · init {init_spec} · act {act_spec} · {seeds} seed(s) on {target}…", err=True)
-        config = {"model": model, "depth": depth, "width": width, "act": act_spec if not recipe.is_user else None,
+            def progress(done: int, total: int, label: str = label) -> None:
+                typer.echo(f"\rprobing {model} · {label} · seed {done}/{total} on {target}…", err=True,
+                           nl=done == total)
+        config = {"model": model, "depth": depth, "width": width, "act": act_spec if not user_model else None,
                   "stages": stages if model == "plain" else None, "torch": torch.__version__,
                   "input": "N(0, 1), its own generator stream"}
         results[label] = probe(factory, example, init=None if init_spec == OWN_INIT else init_spec, seeds=seeds,
-                               device=target, config=config)
+                               device=target, config=config, progress=progress)
 
     documents = [result.to_dict() for result in results.values()]
     if output_format == "json":

@@ -5,7 +5,7 @@ the input second moment E[x²] (and its per-position map for convs), the output'
 second moment, the gradient's variance and second moment at the layer's output (Δy, with its
 per-position map) and input (Δx), and the variance of the weight gradient. Gradients come
 from a random Gaussian direction g ~ N(0, 1) at the network's output: the backward pass of the
-scalar ⟨output, g⟩. Statistics move to the host once per pass, in a single transfer.
+scalar ⟨output, g⟩. Statistics move to the host once per probe, in a single transfer for all seeds.
 
 Capture uses forward hooks plus tensor hooks (no full backward hooks), so in-place ReLUs are
 safe: a tensor hook registered before an in-place op sees the gradient of the value before it.
@@ -249,7 +249,8 @@ class PassRecord:
     nominal_bias_second_moment: np.ndarray | None = None
 
 
-def _run_pass(model: nn.Module, example_input: torch.Tensor, seed: int) -> tuple[PassRecord, list[nn.Module]]:
+def _run_pass(model: nn.Module, example_input: torch.Tensor,
+              seed: int) -> tuple[torch.Tensor, _PassLayout, list[nn.Module]]:
     recorder = _Recorder(model)
     calls = recorder.calls
     try:
@@ -274,7 +275,7 @@ def _run_pass(model: nn.Module, example_input: torch.Tensor, seed: int) -> tuple
         sources = ([x] if x.requires_grad else []) + weights
         grads = torch.autograd.grad(outputs, sources, directions, allow_unused=True)
         weight_grads = dict(zip(map(id, weights), grads[len(sources) - len(weights):]))
-        return _collect(calls, weight_grads, in_degree, seed), [c.module for c in calls]
+        return _stack(calls, weight_grads), _layout(calls, in_degree, seed), [c.module for c in calls]
     finally:
         recorder.remove()
 
@@ -285,11 +286,15 @@ def _shape_message(error: RuntimeError, calls: list[_Call], model: nn.Module, x:
     return f"the model's forward failed on an input of shape {tuple(x.shape)}{after}: {first_line}"
 
 
-def _collect(calls: list[_Call], weight_grads: dict, in_degree: Counter, seed: int) -> PassRecord:
-    """Stack every device statistic into one tensor, move it to the host once, and unpack."""
+def _stack(calls: list[_Call], weight_grads: dict) -> torch.Tensor:
+    """Return every statistic of one pass as one flat float32 tensor on the model's device.
+
+    Layout, per call: the scalars (``_STAT_NAMES``), then the call's closed-form link factors;
+    after all calls, each call's input map and gradient-at-output map. ``_unpack`` reads it back.
+    """
     device = calls[0].module.weight.device
     nan = torch.tensor(float("nan"), device=device)
-    rows, maps, factor_slots = [], [], []
+    rows, maps = [], []
     for call in calls:
         weight = call.module.weight.detach()
         bias = call.module.bias
@@ -298,54 +303,83 @@ def _collect(calls: list[_Call], weight_grads: dict, in_degree: Counter, seed: i
         values.append(bias.detach().float().square().mean() if bias is not None else torch.zeros((), device=device))
         grad = weight_grads.get(id(call.module.weight))
         values.append(grad.float().var(correction=0) if grad is not None else nan)
-        rows.append(torch.stack([v.to(device=device, dtype=torch.float32).reshape(()) for v in values]))
+        values += call.prefix_factors
+        rows.append(torch.stack([torch.as_tensor(v).to(device=device, dtype=torch.float32).reshape(())
+                                 for v in values]))
         maps.append(call.input_map)
         maps.append(call.grad_output_map if call.grad_output_map is not None
                     else torch.full(call.geometry.out_spatial, float("nan"), device=device))
-        factors = call.prefix_factors
-        factor_slots.append(len(factors))
-        rows.append(torch.stack([torch.as_tensor(f, dtype=torch.float32, device=device).reshape(()) for f in factors])
-                    if factors else torch.zeros(0, device=device))
-    flat = torch.cat([r.reshape(-1) for r in rows] + [m.reshape(-1).float() for m in maps]).cpu().double().numpy()
+    return torch.cat(rows + [m.reshape(-1).float() for m in maps])
 
-    stat_names = list(_SCALARS) + ["weight_second_moment", "bias_second_moment", "weight_grad_variance"]
-    stats = {name: np.empty(len(calls)) for name in stat_names}
+
+_STAT_NAMES = list(_SCALARS) + ["weight_second_moment", "bias_second_moment", "weight_grad_variance"]
+
+
+@dataclass
+class _PassLayout:
+    """What is needed to unpack a pass's flat statistics, with no tensors held."""
+
+    seed: int
+    names: list[str]
+    geometries: list[LayerGeometry]
+    factor_slots: list[int]
+    closed_forward: list[bool]  # the link into call l is closed-form
+    closed_backward: list[bool]  # the link from call l+1 back to call l is closed-form
+    link_kinds: list[str]
+    prefix_kinds: list[str]
+    nominal_weight_variance: np.ndarray | None = None
+    nominal_bias_second_moment: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        maps = sum(int(np.prod(g.in_spatial)) + int(np.prod(g.out_spatial)) for g in self.geometries)
+        return len(self.names) * len(_STAT_NAMES) + sum(self.factor_slots) + maps
+
+
+def _layout(calls: list[_Call], in_degree: Counter, seed: int) -> _PassLayout:
+    closed_forward = [c.link is not None and c.link.origin == c.index - 1 for c in calls]
+    # A closed-form link carries gradients back only if nothing else consumed the tensors on it.
+    closed_backward = [closed_forward[i + 1] and all(in_degree.get(node, 0) == 1 for node in calls[i + 1].link.nodes
+                                                     if node is not None)
+                       for i in range(len(calls) - 1)] + [False]
+    link_kinds = ["input" if i == 0 else ("measured" if not closed_forward[i] else
+                  ("+".join(calls[i].link.kinds) or "direct")) for i in range(len(calls))]
+    return _PassLayout(seed, [c.name for c in calls], [c.geometry for c in calls],
+                       [len(c.prefix_factors) for c in calls], closed_forward, closed_backward, link_kinds,
+                       ["+".join(c.prefix_kinds) for c in calls])
+
+
+def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
+    """Return the ``PassRecord`` of one pass from its slice of the host copy of the statistics."""
+    count = len(layout.names)
+    stats = {name: np.empty(count) for name in _STAT_NAMES}
     offset = 0
-    forward_links: list[float | None] = []
     prefix_factors: list[float] = []
-    for position, call in enumerate(calls):
-        for name in stat_names:
+    for position in range(count):
+        for name in _STAT_NAMES:
             stats[name][position] = flat[offset]
             offset += 1
-        link_factor = float(np.prod(flat[offset:offset + factor_slots[position]]))
-        offset += factor_slots[position]
-        prefix_factors.append(link_factor)
-        forward_links.append(link_factor if call.link is not None and call.link.origin == position - 1 else None)
+        slots = layout.factor_slots[position]
+        prefix_factors.append(float(np.prod(flat[offset:offset + slots])))
+        offset += slots
     input_maps, grad_output_maps = [], []
-    for call in calls:
-        for target, shape in ((input_maps, call.geometry.in_spatial), (grad_output_maps, call.geometry.out_spatial)):
+    for geometry_of_call in layout.geometries:
+        for target, shape in ((input_maps, geometry_of_call.in_spatial), (grad_output_maps, geometry_of_call.out_spatial)):
             size = int(np.prod(shape)) if shape else 1
             block = flat[offset:offset + size]
             target.append(block.reshape(shape) if shape else float(block[0]))
             offset += size
-    # A closed-form link carries gradients back only if nothing else consumed the tensors on it.
-    backward_links: list[float | None] = [None] * len(calls)
-    for position in range(len(calls) - 1):
-        link = calls[position + 1].link
-        if forward_links[position + 1] is not None and all(in_degree.get(node, 0) == 1 for node in link.nodes
-                                                           if node is not None):
-            backward_links[position] = forward_links[position + 1]
-    link_kinds = ["input" if i == 0 else ("measured" if forward_links[i] is None else
-                  ("+".join(calls[i].link.kinds) or "direct")) for i in range(len(calls))]
-    return PassRecord(seed, [c.name for c in calls], [c.geometry.kind for c in calls], [c.geometry for c in calls],
-                      stats, input_maps, grad_output_maps, forward_links, backward_links,
-                      link_kinds, prefix_factors, ["+".join(c.prefix_kinds) for c in calls])
+    forward_links = [f if closed else None for f, closed in zip(prefix_factors, layout.closed_forward)]
+    backward_links = [prefix_factors[i + 1] if layout.closed_backward[i] else None for i in range(count - 1)] + [None]
+    return PassRecord(layout.seed, layout.names, [g.kind for g in layout.geometries], layout.geometries, stats,
+                      input_maps, grad_output_maps, forward_links, backward_links, layout.link_kinds, prefix_factors,
+                      layout.prefix_kinds, layout.nominal_weight_variance, layout.nominal_bias_second_moment)
 
 
 # -- the public probe --------------------------------------------------------------------------
 
 
-def _nominal(record: PassRecord, modules: list[nn.Module], model: nn.Module, scheme: Scheme) -> None:
+def _nominal(record: _PassLayout, modules: list[nn.Module], model: nn.Module, scheme: Scheme) -> None:
     """Fill the scheme's nominal Var[w] and E[b²] for every call, slopes as ``apply_init`` chose them."""
     slopes = adjacent_slopes(model)
     record.nominal_weight_variance = np.array([
@@ -355,18 +389,20 @@ def _nominal(record: PassRecord, modules: list[nn.Module], model: nn.Module, sch
         scheme.bias_variance(g.fan_in, m.bias is not None) for m, g in zip(modules, record.geometries)])
 
 
-def _probe_one(model: nn.Module, example_input: torch.Tensor, seed: int, scheme: Scheme | None) -> PassRecord:
+def _probe_one(model: nn.Module, example_input: torch.Tensor, seed: int,
+               scheme: Scheme | None) -> tuple[torch.Tensor, _PassLayout]:
+    """Probe one model once; return its statistics (still on the device) and their layout."""
     buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
     try:
-        record, modules_by_call = _run_pass(model, example_input.to(_model_device(model)), seed)
+        flat, layout, modules_by_call = _run_pass(model, example_input.to(_model_device(model)), seed)
     finally:
         with torch.no_grad():
             for name, buffer in model.named_buffers():
                 if name in buffers:
                     buffer.copy_(buffers[name])
     if scheme is not None:
-        _nominal(record, modules_by_call, model, scheme)
-    return record
+        _nominal(layout, modules_by_call, model, scheme)
+    return flat, layout
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -379,7 +415,8 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def probe(model: nn.Module | Callable[[], nn.Module], example_input: torch.Tensor, *,
           init: str | Scheme | None = None, seeds: int | Sequence[int] = 1,
-          device: str | torch.device | None = None, config: dict | None = None) -> "ProbeResult":
+          device: str | torch.device | None = None, config: dict | None = None,
+          progress: Callable[[int, int], None] | None = None) -> "ProbeResult":
     """Return per-layer activation and gradient statistics of ``model`` on ``example_input``.
 
     ``model`` is an ``nn.Module`` or a zero-argument factory. With no other argument the module
@@ -388,6 +425,8 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: torch.Tenso
     once per seed after ``torch.manual_seed(s)``. ``seeds`` is a count (0..N−1) or a list; the
     seed also draws the output direction. ``device``: ``"auto"``, ``"cpu"``, ``"cuda"``; by default
     the model's own. The user's module, its buffers and the global RNG state are left as found.
+    ``progress(done, total)`` is called after each seed. ``config`` entries are added to the
+    result's configuration.
     """
     scheme = parse_scheme(init) if init is not None else None
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
@@ -400,7 +439,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: torch.Tenso
     if is_factory and not callable(model):
         raise ProbeError(f"model must be an nn.Module or a factory returning one, got {type(model).__name__}")
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    records = []
+    passes: list[tuple[torch.Tensor, _PassLayout]] = []
     with torch.random.fork_rng(devices=cuda_devices):
         for seed in seed_list:
             if is_factory:
@@ -418,7 +457,15 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: torch.Tenso
                     instance = instance.to(target)
             if scheme is not None:
                 apply_init(instance, scheme, seed=seed)
-            records.append(_probe_one(instance, example_input, seed, scheme))
+            passes.append(_probe_one(instance, example_input, seed, scheme))
+            if progress is not None:
+                progress(len(passes), len(seed_list))
+    # every seed's statistics cross to the host in one transfer
+    host = torch.cat([flat.to(passes[0][0].device) for flat, _ in passes]).cpu().double().numpy()
+    records, offset = [], 0
+    for _, layout in passes:
+        records.append(_unpack(host[offset:offset + layout.size], layout))
+        offset += layout.size
     device_used = str(target) if target is not None else str(_model_device(model) if not is_factory else "cpu")
     info = {"init": str(scheme) if scheme is not None else "model's own", "seeds": seed_list,
             "batch_size": int(example_input.shape[0]) if example_input.dim() else 1,

@@ -135,7 +135,7 @@ def test_factory_is_called_after_reseeding_torch():
     np.testing.assert_array_equal(result.to_frame()["var_w_sampled"], reference.to_frame()["var_w_sampled"])
 
 
-def test_statistics_move_to_the_host_once_per_pass(monkeypatch):
+def test_statistics_move_to_the_host_once_per_probe(monkeypatch):
     calls = []
     original = torch.Tensor.cpu
 
@@ -145,7 +145,7 @@ def test_statistics_move_to_the_host_once_per_pass(monkeypatch):
 
     monkeypatch.setattr(torch.Tensor, "cpu", counting)
     initlab.probe(lambda: initlab.plain_net(depth=8, width=4, input_shape=(3, 8, 8)), _input(2, 3, 8, 8), seeds=3)
-    assert len(calls) == 3
+    assert len(calls) == 1  # one transfer per probe, all three seeds together
 
 
 def test_a_model_without_conv_or_linear_layers_is_a_clear_error():
@@ -354,3 +354,9 @@ def test_bfloat16_model_is_probed_with_float32_statistics():
     np.testing.assert_allclose(low["var_y"], reference["var_y"], rtol=0.05)  # bfloat16 keeps ~3 digits
     np.testing.assert_allclose(low["grad_var"], reference["grad_var"], rtol=0.1)
     assert result.summary()["within_band_forward"].all()
+
+
+def test_progress_is_reported_after_each_seed():
+    seen = []
+    initlab.probe(lambda: initlab.mlp(depth=3, width=8), _input(4, 8), seeds=3, progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
