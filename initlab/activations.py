@@ -114,15 +114,18 @@ def effective_slope(module: nn.Module) -> float:
 
 
 def no_decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Return optimizer parameter groups with no weight decay on PReLU slopes (paper §2.1).
+    """Return optimizer parameter groups: weight decay on weight matrices/kernels only.
 
-    The paper updates a_i with momentum but never decays it: decay would pull a_i towards 0,
-    i.e. towards ReLU. Every other parameter gets ``weight_decay``.
+    The paper updates PReLU slopes a_i with momentum but never decays them (§2.1): decay would
+    pull a_i towards 0, i.e. towards ReLU. Biases and other 1-d parameters are not decayed
+    either; every parameter with two or more dimensions (Conv/Linear weights) gets
+    ``weight_decay``.
     """
     slope_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.PReLU)}
-    slopes = [p for p in model.parameters() if id(p) in slope_ids]
-    others = [p for p in model.parameters() if id(p) not in slope_ids]
-    groups = [{"params": others, "weight_decay": weight_decay}]
-    if slopes:
-        groups.append({"params": slopes, "weight_decay": 0.0})
+    decayed = [p for p in model.parameters() if p.dim() >= 2 and id(p) not in slope_ids]
+    decayed_ids = {id(p) for p in decayed}
+    others = [p for p in model.parameters() if id(p) not in decayed_ids]
+    groups = [{"params": decayed, "weight_decay": weight_decay}]
+    if others:
+        groups.append({"params": others, "weight_decay": 0.0})
     return groups

@@ -18,6 +18,7 @@ import typer
 
 from . import __version__
 from .activations import ACTIVATIONS, parse_activation
+from .data import DATASETS
 from .files import atomic_write_text, check_writable_directory
 from .models import BUILTIN_MODELS, ModelRecipe
 from .probe import probe, resolve_device
@@ -224,17 +225,199 @@ def _write_outputs(results: dict, out: Path, model: str) -> list[Path]:
     ]
 
 
+TRAIN_DEFAULTS = dict(depth=30, width=32, stages=1, epochs=20, lr=0.001)
+
+
+def _progress_printer(label: str, enabled: bool):
+    """Return an on_step callback drawing a one-line progress bar on stderr, or None."""
+    if not enabled:
+        return None
+
+    def on_step(step: int, total: int) -> None:
+        if step == total or step % max(1, total // 50) == 0:
+            filled = int(30 * step / total)
+            typer.echo(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] step {step}/{total}", err=True,
+                       nl=step == total)
+    return on_step
+
+
+def _history_writer(directory: Path):
+    def on_epoch(history: pd.DataFrame, slopes: pd.DataFrame) -> None:
+        atomic_write_text(directory / "history.csv", history.to_csv(index=False))
+        atomic_write_text(directory / "history.json", history.to_json(orient="records", indent=2))
+        if not slopes.empty:
+            atomic_write_text(directory / "slopes.csv", slopes.to_csv(index=False))
+    return on_epoch
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def _start_distributed() -> tuple[int, int, torch.device | None]:
+    """Join the process group when launched by torchrun; return (rank, world size, device)."""
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, None
+    import torch.distributed as dist
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+        return dist.get_rank(), world, torch.device("cuda", local_rank)
+    dist.init_process_group("gloo")
+    return dist.get_rank(), world, torch.device("cpu")
+
+
+@app.command("train")
+def train_command(
+    model: str = typer.Option("plain", "--model", help="plain, mlp, paper-a/b/c/30, or a module:factory."),
+    depth: int = typer.Option(TRAIN_DEFAULTS["depth"], "--depth", help="Weight layers incl. the 3 fc (plain)."),
+    width: int = typer.Option(TRAIN_DEFAULTS["width"], "--width", help="plain: channels of stage 1; mlp: units."),
+    stages: int = typer.Option(TRAIN_DEFAULTS["stages"], "--stages", help="plain: pooling stages (8×8 digits: 1)."),
+    act: str = typer.Option("relu", "--act", help="relu, prelu, prelu-shared, leaky:A."),
+    init: str = typer.Option("kaiming", "--init", help="Init scheme (or 'own')."),
+    compare: Optional[str] = typer.Option(None, "--compare", help="Several inits, comma-separated, trained from the "
+                                          "same seed on the same data order, e.g. xavier-fanin,kaiming."),
+    dataset: str = typer.Option("digits", "--dataset", help="digits, synthetic, npz:PATH, imagefolder:PATH, "
+                                "cifar10:ROOT."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="synthetic: one example's shape."),
+    epochs: int = typer.Option(TRAIN_DEFAULTS["epochs"], "--epochs", help="Epochs."),
+    lr: float = typer.Option(TRAIN_DEFAULTS["lr"], "--lr", help="Initial learning rate."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Global batch size (split over torchrun processes)."),
+    momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
+    weight_decay: float = typer.Option(5e-4, "--weight-decay", help="On Conv/Linear weights only (never slopes)."),
+    schedule: str = typer.Option("step", "--schedule", help="step (÷10 at 50% and 75%), cosine or constant."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the split, the init and the data order."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    output_format: str = typer.Option("table", "--format", help="table or json."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write history, slopes, checkpoints and curves.png here."),
+    resume: bool = typer.Option(False, "--resume", help="Continue each run from its checkpoint under --out."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Train briefly and say whether each init converges, stalls or diverges.
+
+    \b
+    Examples:
+      initlab train --model plain --depth 30 --compare xavier-fanin,kaiming --out reports/fig3
+      initlab train --depth 14 --act prelu --epochs 10 --format json
+      initlab train --dataset npz:data.npz --model mlp --depth 8 --width 128
+      torchrun --nproc_per_node=2 -m initlab train --depth 22 --out reports/ddp
+    """
+    from .data import load_dataset
+    from .report import plot_training_curves
+    from .train import VERDICT_RULES, TrainConfig, train_scheme
+
+    if output_format not in ("table", "json"):
+        raise ValueError(f"--format must be table or json, got {output_format!r}")
+    if resume and out is None:
+        raise ValueError("--resume needs --out (the directory holding the checkpoints)")
+    _check_range("--depth", depth, 1, 1000)
+    _check_range("--width", width, 1, 65536)
+    _check_range("--epochs", epochs, 1, 100_000)
+    _check_range("--batch-size", batch_size, 1, 1_000_000)
+    parse_activation(act)
+    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
+                         schedule=schedule, seed=seed)
+    inits = _init_specs(compare or init, None, False)
+    rank, world, ddp_device = _start_distributed()
+    target = ddp_device or resolve_device(device)
+    data = load_dataset(dataset, seed=seed, input_shape=_parse_shape(input_shape))
+    recipe = ModelRecipe(model, depth, width, data.input_shape, act, stages, data.num_classes)
+    factory = recipe.factory()
+    if out is not None and rank == 0:
+        check_writable_directory(out)
+    show_progress = rank == 0 and not quiet and sys.stderr.isatty()
+    results = {}
+    for init_spec in inits:
+        directory = out / _slug(init_spec) if out is not None else None
+        if directory is not None and rank == 0:
+            directory.mkdir(parents=True, exist_ok=True)
+        results[init_spec] = train_scheme(
+            factory, None if init_spec == OWN_INIT else init_spec, data, config, device=target,
+            checkpoint=directory / "checkpoint.pt" if directory is not None else None,
+            resume=resume and directory is not None and (directory / "checkpoint.pt").exists(),
+            on_step=_progress_printer(init_spec, show_progress),
+            on_epoch=_history_writer(directory) if directory is not None and rank == 0 else None)
+        results[init_spec].config.update({"model": model, "depth": depth, "width": width, "stages": stages,
+                                          "act": act, "dataset": dataset, "device": str(target), "world_size": world})
+    if rank != 0:
+        return
+    documents = [result.to_dict() for result in results.values()]
+    if output_format == "json":
+        typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+    else:
+        for label, result in results.items():
+            typer.echo(f"\n== {model} depth {depth} · act {act} · init {label} · {dataset} · seed {seed} · "
+                       f"{world} process(es) on {target}")
+            table = result.history[["epoch", "train_loss", "train_error", "val_error", "lr", "seconds"]]
+            typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            typer.echo(f"verdict: {result.verdict} — {result.reason}")
+        typer.echo(f"\nrules: {VERDICT_RULES}")
+    if out is not None:
+        atomic_write_text(out / "train.json", json.dumps(documents, indent=2))
+        plot_training_curves(results, out / "curves.png", title=f"{model}, {depth} layers, {act}, {dataset}")
+        typer.echo(f"wrote {out}/train.json, {out}/curves.png and per-run history, slopes, checkpoints", err=True)
+
+
+@app.command("reproduce")
+def reproduce_command(
+    out: Path = typer.Option(Path("reports/paper"), "--out", help="Where the tables, curves and runs go."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    quick: bool = typer.Option(False, "--quick", help="3 epochs, one seed, ≤ 8 layers: a smoke test, not the claims."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Reproduce the paper's training claims at CPU scale (Figures 2 and 3, Tables 1 and 2).
+
+    \b
+    Runs on the digits dataset (about 5 minutes on 2 CPU cores):
+      figure3  30-layer plain ReLU net, xavier-fanin vs kaiming  (paper: Xavier stalls, He converges)
+      figure2  22-layer plain ReLU net, xavier-fanin vs kaiming  (paper: both converge, He earlier)
+      table2   14 layers, ReLU vs PReLU (shared, channel-wise), 3 seeds  (paper: PReLU lower error)
+      table1   the learned PReLU slopes per layer  (paper: first layer's slope largest)
+    """
+    from .reproduce import reproduce
+    from .report import plot_training_curves
+
+    target = resolve_device(device)
+    check_writable_directory(out)
+    show = not quiet and sys.stderr.isatty()
+    outcome = reproduce(device=target, out=out, quick=quick,
+                        on_run=lambda label: _progress_printer(label, show))
+    summary = {}
+    for name in ("figure3", "figure2", "table2"):
+        part = outcome[name]
+        experiment, table = part["experiment"], part["table"]
+        typer.echo(f"\n== {name}: {experiment.claim}")
+        typer.echo(f"   depth {experiment.depth}, width {experiment.width}, {experiment.epochs} epochs, lr {experiment.lr}, "
+                   f"seeds {list(experiment.seeds)}")
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
+        plot_training_curves({label: runs[0] for label, runs in part["results"].items()}, out / f"{name}.png",
+                             title=f"{name}: {experiment.depth}-layer plain net, digits (seed 0)")
+        summary[name] = {"claim": experiment.claim, "table": table.to_dict("records"),
+                         "runs": {label: [r.to_dict() for r in runs] for label, runs in part["results"].items()}}
+    typer.echo("\n== table1: learned PReLU slopes at the end of training (seed 0)")
+    typer.echo(outcome["table1"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    atomic_write_text(out / "table1.csv", outcome["table1"].to_csv(index=False))
+    summary["table1"] = outcome["table1"].to_dict("records")
+    atomic_write_text(out / "reproduce.json", json.dumps(summary, indent=2, default=str))
+    typer.echo(f"wrote {out}/{{figure3,figure2,table2,table1}}.csv, figure3.png, figure2.png, reproduce.json", err=True)
+
+
 @app.command("list")
 def list_command(what: str = typer.Argument("all", help="schemes, activations, models or all")) -> None:
     """List the registered init schemes, activations and models."""
     tables = {
         "schemes": {name: spec.summary for name, spec in SCHEMES.items()},
         "activations": {name: description for name, (_, description) in ACTIVATIONS.items()},
+        "datasets": DATASETS,
         "models": dict(BUILTIN_MODELS, **{"module:factory": "any nn.Module factory (package.module:fn or "
                                           "path/to/file.py:fn) with --input-shape"}),
     }
     if what != "all" and what not in tables:
-        raise ValueError(f"unknown list {what!r}; valid: schemes, activations, models, all")
+        raise ValueError(f"unknown list {what!r}; valid: {', '.join(tables)}, all")
     for name, table in tables.items():
         if what in ("all", name):
             typer.echo(f"{name}:")

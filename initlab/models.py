@@ -193,6 +193,7 @@ class ModelRecipe:
     input_shape: tuple[int, ...] | None = None
     act: str = "relu"
     stages: int = 3
+    num_classes: int = 10
 
     @property
     def is_user(self) -> bool:
@@ -214,14 +215,15 @@ class ModelRecipe:
         """Return a zero-argument callable that builds a fresh model (checked once here)."""
         if self.name == "plain":
             depth, width, shape = self.depth or 30, self.width or 16, self.example_shape()
-            plain_net(depth, width, shape, self.act, self.stages)  # raise layout errors now, not per seed
-            return lambda: plain_net(depth, width, shape, self.act, self.stages)
+            classes = self.num_classes
+            plain_net(depth, width, shape, self.act, self.stages, classes)  # raise layout errors now, not per seed
+            return lambda: plain_net(depth, width, shape, self.act, self.stages, classes)
         if self.name == "mlp":
             depth, width, shape = self.depth or 10, self.width or 256, self.example_shape()
-            mlp(depth, width, shape, self.act)
-            return lambda: mlp(depth, width, shape, self.act)
+            mlp(depth, width, shape, self.act, self.num_classes)
+            return lambda: mlp(depth, width, shape, self.act, self.num_classes)
         if self.name in PAPER_LAYOUTS:
-            return lambda: paper_net(self.name, self.act)
+            return lambda: paper_net(self.name, self.act, self.num_classes)
         if ":" not in self.name:
             close = difflib.get_close_matches(self.name, list(BUILTIN_MODELS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -57,3 +57,32 @@ def plot_variance_vs_depth(frames: dict[str, pd.DataFrame], path: str | Path, ti
     atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
     plt.close(figure)
     return path
+
+
+def plot_training_curves(results: dict, path: str | Path, title: str = "") -> Path:
+    """Write a PNG of error against epoch, one colour per run (the paper's Figures 2 and 3).
+
+    ``results`` maps a label to a ``TrainResult``. Solid: validation error; dashed: training
+    error; the legend carries each run's verdict. Written atomically.
+    """
+    figure, axis = plt.subplots(figsize=(7.5, 4.6), constrained_layout=True)
+    for position, (label, result) in enumerate(results.items()):
+        colour = PALETTE[position % len(PALETTE)]
+        history = result.history
+        if history.empty:
+            continue
+        axis.plot(history["epoch"], history["val_error"], color=colour, linewidth=1.8,
+                  label=f"{label}: validation ({result.verdict})")
+        axis.plot(history["epoch"], history["train_error"], color=colour, linewidth=1.2, linestyle="--",
+                  label=f"{label}: training")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("error (fraction misclassified)")
+    axis.set_ylim(0, 1)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8, loc="best")
+    if title:
+        axis.set_title(title, fontsize=11)
+    path = Path(path)
+    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
+    plt.close(figure)
+    return path

@@ -127,3 +127,62 @@ def test_list_and_module_entry_point(capsys):
     assert code == 0 and "xavier-fanin" in out and "prelu-shared" in out and "paper-30" in out
     completed = subprocess.run([sys.executable, "-m", "initlab", "--help"], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0 and "probe" in completed.stdout
+
+
+TRAIN = ["train", "--depth", "6", "--width", "8", "--epochs", "2", "--quiet"]
+
+
+def test_train_compare_json_and_outputs(capsys, tmp_path):
+    code, out, _ = run(capsys, *TRAIN, "--compare", "xavier-fanin,kaiming", "--format", "json", "--out",
+                       str(tmp_path / "run"))
+    assert code == 0
+    documents = json.loads(out)
+    assert [d["config"]["init"] for d in documents] == ["xavier-fanin", "kaiming"]
+    for document in documents:
+        assert {"verdict", "history", "final_train_loss", "final_val_error", "rules"} <= document.keys()
+        assert document["verdict"] in ("converged", "stalled", "diverged", "undecided")
+        assert len(document["history"]) == 2
+    for run_dir in ("xavier-fanin", "kaiming"):
+        for name in ("history.csv", "history.json", "checkpoint.pt"):
+            assert (tmp_path / "run" / run_dir / name).stat().st_size > 0
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # resuming a finished run trains nothing more and reports the same history
+    code, again, _ = run(capsys, *TRAIN, "--compare", "xavier-fanin,kaiming", "--format", "json", "--out",
+                         str(tmp_path / "run"), "--resume")
+    assert code == 0
+    assert [d["history"] for d in json.loads(again)] == [d["history"] for d in documents]
+
+
+def test_train_table_prints_verdict_and_rules(capsys):
+    code, out, _ = run(capsys, *TRAIN, "--act", "prelu")
+    assert code == 0 and "verdict:" in out and "rules: diverged:" in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--resume"], "--resume needs --out"),
+    (["--dataset", "npz:/nonexistent.npz"], "file not found"),
+    (["--dataset", "imgnet"], "unknown dataset"),
+    (["--schedule", "linear"], "schedule must be"),
+    (["--lr", "-1"], "lr must be a positive number"),
+    (["--init", "kaiming:mode=up"], "mode must be one of"),
+])
+def test_train_bad_input_is_one_line_exit_2(capsys, args, message):
+    code, _, err = run(capsys, *TRAIN, *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_resume_from_a_corrupt_checkpoint_is_a_clear_error(capsys, tmp_path):
+    (tmp_path / "kaiming").mkdir()
+    (tmp_path / "kaiming" / "checkpoint.pt").write_bytes(b"garbage")
+    code, _, err = run(capsys, *TRAIN, "--out", str(tmp_path), "--resume")
+    assert code == 2 and "not a readable checkpoint" in err
+
+
+@pytest.mark.slow
+def test_reproduce_quick_writes_every_table_and_figure(capsys, tmp_path):
+    code, out, _ = run(capsys, "reproduce", "--quick", "--quiet", "--out", str(tmp_path))
+    assert code == 0
+    for name in ("figure3.csv", "figure2.csv", "table2.csv", "table1.csv", "figure3.png", "figure2.png",
+                 "reproduce.json"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "table1: learned PReLU slopes" in out

@@ -1,0 +1,147 @@
+"""Datasets for short training runs, held in memory as tensors.
+
+``digits`` (scikit-learn's bundled 8×8 handwritten digits, offline) is the default; ``synthetic``
+is a generated task with a known teacher; ``npz:PATH`` reads arrays ``x`` and ``y``;
+``imagefolder:PATH`` and ``cifar10:ROOT`` go through torchvision when it is installed and the
+files are local. Nothing is ever downloaded. The train/validation split is fixed by the seed,
+and inputs are standardized with the training split's per-channel mean and std.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .schemes import stream_seed
+
+DATA_STREAM = 3
+DATASETS = {
+    "digits": "scikit-learn's 8×8 handwritten digits, 1797 images, 10 classes (offline; the default)",
+    "synthetic": "Gaussian inputs labelled by a fixed random teacher (a 2-layer ReLU net); any --input-shape",
+    "npz:PATH": "a .npz file with arrays x (N, ...) and integer labels y (N,)",
+    "imagefolder:PATH": "torchvision ImageFolder at PATH (needs torchvision; local files only)",
+    "cifar10:ROOT": "torchvision CIFAR-10 already extracted under ROOT (needs torchvision; never downloads)",
+}
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be loaded: unknown name, missing file, bad arrays."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A split, standardized classification dataset in memory."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    num_classes: int
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_x.shape[1:])
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:  # pragma: no cover - scikit-learn is a dependency
+        raise DatasetError("dataset 'digits' needs scikit-learn (pip install scikit-learn)") from None
+    digits = load_digits()
+    return digits.data.reshape(-1, 1, 8, 8).astype(np.float32), digits.target.astype(np.int64)
+
+
+def _synthetic(seed: int, input_shape: tuple[int, ...], size: int = 4096,
+               num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Return Gaussian inputs labelled by argmax of a fixed random 2-layer ReLU teacher."""
+    generator = torch.Generator().manual_seed(stream_seed(seed, DATA_STREAM))
+    features = math.prod(input_shape)
+    x = torch.randn(size, features, generator=generator)
+    hidden = torch.randn(features, 64, generator=generator) * math.sqrt(2.0 / features)
+    readout = torch.randn(64, num_classes, generator=generator) / 8.0
+    y = (torch.relu(x @ hidden) @ readout).argmax(dim=1)
+    return x.reshape(size, *input_shape).numpy(), y.numpy()
+
+
+def _npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+    file = Path(path)
+    if not file.is_file():
+        raise DatasetError(f"dataset npz:{path}: file not found")
+    try:
+        arrays = np.load(file, allow_pickle=False)
+    except Exception as error:
+        raise DatasetError(f"dataset npz:{path}: cannot read it as .npz ({type(error).__name__}: {error})") from None
+    missing = [key for key in ("x", "y") if key not in arrays.files]
+    if missing:
+        raise DatasetError(f"dataset npz:{path}: missing array(s) {', '.join(missing)} (has {', '.join(arrays.files)})")
+    x, y = arrays["x"], arrays["y"]
+    if not np.issubdtype(x.dtype, np.number) or x.ndim < 2:
+        raise DatasetError(f"dataset npz:{path}: x must be a numeric array (N, ...), got {x.dtype} {x.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or y.shape != (x.shape[0],):
+        raise DatasetError(f"dataset npz:{path}: y must be integer labels of shape ({x.shape[0]},), "
+                           f"got {y.dtype} {y.shape}")
+    if not np.all(np.isfinite(x)):
+        raise DatasetError(f"dataset npz:{path}: x contains NaN or Inf")
+    if y.min() < 0:
+        raise DatasetError(f"dataset npz:{path}: labels must be ≥ 0, found {y.min()}")
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def _torchvision(kind: str, path: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        import torchvision
+    except ImportError:
+        raise DatasetError(f"dataset {kind}:{path} needs torchvision, which is not installed") from None
+    if not Path(path).exists():
+        raise DatasetError(f"dataset {kind}:{path}: {path} not found (initlab never downloads data)")
+    to_array = torchvision.transforms.functional.pil_to_tensor
+    try:
+        if kind == "cifar10":
+            data = torchvision.datasets.CIFAR10(path, train=True, download=False)
+            return data.data.transpose(0, 3, 1, 2).astype(np.float32), np.asarray(data.targets, dtype=np.int64)
+        data = torchvision.datasets.ImageFolder(path)
+    except Exception as error:
+        raise DatasetError(f"dataset {kind}:{path}: {type(error).__name__}: {error}") from None
+    images = [to_array(data.loader(file)).numpy() for file, _ in data.samples]
+    if len({image.shape for image in images}) != 1:
+        raise DatasetError(f"dataset imagefolder:{path}: images differ in size; resize them to one size first")
+    return np.stack(images).astype(np.float32), np.asarray([label for _, label in data.samples], dtype=np.int64)
+
+
+def load_dataset(spec: str, *, seed: int = 0, input_shape: tuple[int, ...] | None = None,
+                 validation_fraction: float = 0.2) -> Dataset:
+    """Return the dataset named by ``spec``, split by ``seed`` and standardized on its train part."""
+    kind, _, argument = spec.partition(":")
+    if kind == "digits":
+        x, y = _digits()
+    elif kind == "synthetic":
+        x, y = _synthetic(seed, input_shape or (1, 8, 8))
+    elif kind == "npz" and argument:
+        x, y = _npz(argument)
+    elif kind in ("imagefolder", "cifar10") and argument:
+        x, y = _torchvision(kind, argument)
+    else:
+        names = [name.split(":")[0] for name in DATASETS]
+        close = difflib.get_close_matches(kind, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DatasetError(f"unknown dataset {spec!r}; valid: {', '.join(DATASETS)}{hint}")
+    if len(x) < 10:
+        raise DatasetError(f"dataset {spec!r} has {len(x)} examples; need at least 10")
+    order = np.random.default_rng(stream_seed(seed, DATA_STREAM)).permutation(len(x))
+    validation = max(1, int(round(validation_fraction * len(x))))
+    val_index, train_index = order[:validation], order[validation:]
+    train_x, val_x = x[train_index], x[val_index]
+    channel_axes = (0,) + tuple(range(2, x.ndim))  # per channel for images, per feature for vectors
+    if x.ndim == 2:
+        channel_axes = (0, 1)
+    mean = train_x.mean(axis=channel_axes, keepdims=True)
+    std = train_x.std(axis=channel_axes, keepdims=True) + 1e-8
+    return Dataset(spec, torch.from_numpy((train_x - mean) / std), torch.from_numpy(y[train_index]),
+                   torch.from_numpy((val_x - mean) / std), torch.from_numpy(y[val_index]), int(y.max()) + 1)

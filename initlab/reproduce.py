@@ -1,0 +1,124 @@
+"""The paper's training claims, scaled to a CPU: Figures 2 and 3, Tables 1 and 2.
+
+Settings are chosen once, for the digits dataset on two CPU cores, and not tuned per claim: plain
+nets of width 32 with all 3×3 convs at 8×8 (one pooling stage; more stages would shrink the maps
+to 2×2, where zero padding alone loses most of the signal), SGD momentum 0.9, lr 0.001 with the
+step schedule, batch 64. What the small scale does not reproduce is reported as measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .data import Dataset, load_dataset
+from .models import ModelRecipe
+from .train import TrainConfig, TrainResult, slope_table, train_scheme
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One comparison: a depth and activation, several inits or activations, one or more seeds."""
+
+    name: str
+    claim: str
+    depth: int
+    runs: tuple[tuple[str, str], ...]  # (init, act) pairs
+    seeds: tuple[int, ...] = (0,)
+    epochs: int = 20
+    lr: float = 0.001
+    width: int = 32
+    stages: int = 1
+
+
+EXPERIMENTS = (
+    Experiment("figure3", "30-layer plain ReLU net: Xavier stalls, He converges (paper Fig. 3)", 30,
+               (("xavier-fanin", "relu"), ("kaiming", "relu"))),
+    Experiment("figure2", "22-layer plain ReLU net: both converge, He starts reducing error earlier (paper Fig. 2)",
+               22, (("xavier-fanin", "relu"), ("kaiming", "relu"))),
+    Experiment("table2", "ReLU vs PReLU, 14 layers, 3 seeds: PReLU reaches lower error (paper Table 2)", 14,
+               (("kaiming", "relu"), ("kaiming", "prelu-shared"), ("kaiming", "prelu")), seeds=(0, 1, 2),
+               epochs=10),
+)
+
+
+def run_experiment(experiment: Experiment, dataset: Dataset, *, device=None, out: Path | None = None,
+                   on_run: Callable[[str], Callable | None] | None = None) -> dict[str, list[TrainResult]]:
+    """Train every (init, act) of ``experiment`` over its seeds; return results by label."""
+    results: dict[str, list[TrainResult]] = {}
+    for init, act in experiment.runs:
+        label = f"{init} / {act}"
+        recipe = ModelRecipe("plain", experiment.depth, experiment.width, dataset.input_shape, act, experiment.stages,
+                             dataset.num_classes)
+        factory = recipe.factory()
+        for seed in experiment.seeds:
+            config = TrainConfig(epochs=experiment.epochs, lr=experiment.lr, seed=seed)
+            directory = out / experiment.name / f"{init}_{act}_seed{seed}".replace(":", "_") if out else None
+            if directory is not None:
+                directory.mkdir(parents=True, exist_ok=True)
+            result = train_scheme(factory, init, dataset, config, device=device,
+                                  checkpoint=directory / "checkpoint.pt" if directory else None,
+                                  on_step=on_run(f"{experiment.name} {label} seed {seed}") if on_run else None)
+            result.config.update({"depth": experiment.depth, "act": act, "width": experiment.width})
+            if directory is not None:
+                result.history.to_csv(directory / "history.csv", index=False)
+            results.setdefault(label, []).append(result)
+    return results
+
+
+def first_epoch_below(history: pd.DataFrame, error: float) -> float:
+    """Return the first epoch whose validation error is below ``error`` (NaN if none)."""
+    below = history[history["val_error"] < error]
+    return float(below["epoch"].iloc[0]) if len(below) else float("nan")
+
+
+def comparison_table(results: dict[str, list[TrainResult]], num_classes: int) -> pd.DataFrame:
+    """Return one row per run label: verdicts, final errors (mean ± std over seeds), start epoch."""
+    halfway = 0.5 * (1.0 - 1.0 / num_classes)
+    rows = []
+    for label, runs in results.items():
+        errors = np.array([r.final_val_error for r in runs])
+        rows.append({
+            "run": label,
+            "seeds": len(runs),
+            "verdicts": ", ".join(r.verdict for r in runs),
+            "final_val_error_mean": float(errors.mean()),
+            "final_val_error_std": float(errors.std()) if len(runs) > 1 else 0.0,
+            "final_train_loss_mean": float(np.mean([r.final_train_loss for r in runs])),
+            "first_epoch_below_half_chance": float(np.nanmean([first_epoch_below(r.history, halfway) for r in runs]))
+            if any(np.isfinite(first_epoch_below(r.history, halfway)) for r in runs) else float("nan"),
+        })
+    return pd.DataFrame(rows)
+
+
+def learned_slopes(results: dict[str, list[TrainResult]]) -> pd.DataFrame:
+    """Return the learned slopes of seed 0 per layer, channel-shared and channel-wise (Table 1 form)."""
+    columns = {}
+    for label, runs in results.items():
+        if "prelu" not in label:
+            continue
+        table = slope_table(runs[0].slopes)
+        kind = "channel_wise_mean" if label.endswith("/ prelu") else "channel_shared"
+        columns[kind] = table.set_index("position")["slope_mean"]
+        columns["layer"] = table.set_index("position")["layer"]
+    frame = pd.DataFrame(columns).reset_index()
+    return frame[["position", "layer"] + [c for c in ("channel_shared", "channel_wise_mean") if c in frame]]
+
+
+def reproduce(*, device=None, out: Path | None = None, quick: bool = False,
+              on_run: Callable[[str], Callable | None] | None = None) -> dict:
+    """Run every experiment (``quick``: 3 epochs, one seed, a smoke test); return results and tables."""
+    dataset = load_dataset("digits", seed=0)
+    outcome = {}
+    for experiment in EXPERIMENTS:
+        if quick:
+            experiment = replace(experiment, epochs=3, seeds=experiment.seeds[:1], depth=min(experiment.depth, 8))
+        results = run_experiment(experiment, dataset, device=device, out=out, on_run=on_run)
+        outcome[experiment.name] = {"experiment": experiment, "results": results,
+                                    "table": comparison_table(results, dataset.num_classes)}
+    outcome["table1"] = learned_slopes(outcome["table2"]["results"])
+    return outcome

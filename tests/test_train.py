@@ -1,0 +1,135 @@
+"""Training: verdict rules, determinism, the no-decay rule, resume == uninterrupted, and 2-process DDP."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab.data import load_dataset
+from initlab.train import (CONVERGED_ERROR_FRACTION, STALL_LOSS_FRACTION, TrainConfig, learning_rate, make_optimizer,
+                           train, train_scheme, verdict)
+
+CHANCE = math.log(10)
+
+
+def _history(losses, errors):
+    return pd.DataFrame({"epoch": range(1, len(losses) + 1), "train_loss": losses, "val_error": errors})
+
+
+@pytest.mark.parametrize("losses,errors,expected", [
+    ([2.31, 2.30, 2.30, 2.29], [0.9] * 4, "stalled"),
+    ([2.30, STALL_LOSS_FRACTION * CHANCE + 1e-6], [0.9, 0.9], "stalled"),
+    ([2.30, 1.2, 0.4], [0.9, 0.3, 0.1], "converged"),
+    ([2.30, 1.9, 1.8], [0.9, 0.6, 0.6], "undecided"),
+    ([2.30, float("nan")], [0.9, 0.9], "diverged"),
+    ([2.30, 40.0, 1.0], [0.9, 0.9, 0.1], "diverged"),
+    ([2.30, 2.0], [0.9, CONVERGED_ERROR_FRACTION * 0.9], "converged"),
+])
+def test_verdict_rules_on_crafted_histories(losses, errors, expected):
+    outcome, reason = verdict(_history(losses, errors), 10)
+    assert outcome == expected
+    assert reason
+
+
+def test_learning_rate_schedules():
+    config = TrainConfig(lr=0.1, schedule="step")
+    assert [learning_rate(config, s, 100) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    cosine = TrainConfig(lr=0.1, schedule="cosine")
+    assert learning_rate(cosine, 0, 100) == pytest.approx(0.1)
+    assert learning_rate(cosine, 50, 100) == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="schedule must be"):
+        TrainConfig(schedule="linear")
+
+
+def test_no_weight_decay_on_prelu_slopes_or_biases():
+    model = initlab.plain_net(depth=6, width=4, input_shape=(1, 8, 8), act="prelu", stages=1)
+    optimizer = make_optimizer(model, TrainConfig(weight_decay=1e-3))
+    decayed, free = optimizer.param_groups
+    slopes = {id(m.weight) for m in model.modules() if isinstance(m, nn.PReLU)}
+    assert decayed["weight_decay"] == 1e-3 and free["weight_decay"] == 0.0
+    assert slopes <= {id(p) for p in free["params"]}
+    assert not slopes & {id(p) for p in decayed["params"]}
+    assert {id(m.weight) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))} == \
+        {id(p) for p in decayed["params"]}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+def _factory():
+    return initlab.plain_net(depth=6, width=8, input_shape=(1, 8, 8), act="prelu", stages=1)
+
+
+def test_training_is_deterministic_for_a_seed(digits):
+    config = TrainConfig(epochs=2, lr=0.01, seed=3)
+    first = train_scheme(_factory, "kaiming", digits, config)
+    second = train_scheme(_factory, "kaiming", digits, config)
+    pd.testing.assert_frame_equal(first.history.drop(columns="seconds"), second.history.drop(columns="seconds"))
+    pd.testing.assert_frame_equal(first.slopes, second.slopes)
+    assert len(first.slopes) == 3 * 5  # epochs 0..2 × 5 PReLU layers
+
+
+def test_resume_after_an_interrupt_ends_where_an_uninterrupted_run_ends(digits, tmp_path):
+    config = TrainConfig(epochs=4, lr=0.01, seed=1)
+    reference = train_scheme(_factory, "kaiming", digits, config, checkpoint=tmp_path / "full.pt")
+
+    def interrupt_after_two(history, slopes):
+        if len(history) == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_scheme(_factory, "kaiming", digits, config, checkpoint=tmp_path / "run.pt", on_epoch=interrupt_after_two)
+    assert torch.load(tmp_path / "run.pt", weights_only=True)["epoch"] == 2
+    resumed = train_scheme(_factory, "kaiming", digits, config, checkpoint=tmp_path / "run.pt", resume=True)
+    pd.testing.assert_frame_equal(resumed.history.drop(columns="seconds"), reference.history.drop(columns="seconds"))
+    final = torch.load(tmp_path / "run.pt", weights_only=True)["model"]
+    expected = torch.load(tmp_path / "full.pt", weights_only=True)["model"]
+    assert all(torch.equal(final[k], expected[k]) for k in expected)
+
+
+def test_resume_refuses_other_settings_and_foreign_files(digits, tmp_path):
+    train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1, seed=0), checkpoint=tmp_path / "c.pt")
+    with pytest.raises(ValueError, match="different settings.*lr"):
+        train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1, seed=0, lr=0.5), checkpoint=tmp_path / "c.pt",
+                     resume=True)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1), checkpoint=tmp_path / "junk.pt", resume=True)
+
+
+def test_a_huge_learning_rate_is_called_diverged(digits):
+    result = train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=3, lr=50.0, schedule="constant"))
+    assert result.verdict == "diverged"
+
+
+def _cli(args, env_extra=None, runner=None):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    command = (runner or [sys.executable, "-m", "initlab"]) + args
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    return json.loads(completed.stdout)
+
+
+def test_two_gloo_processes_match_one_process(tmp_path):
+    args = ["train", "--model", "mlp", "--depth", "3", "--width", "32", "--dataset", "synthetic", "--input-shape",
+            "16", "--epochs", "2", "--batch-size", "32", "--lr", "0.05", "--format", "json", "--quiet",
+            "--device", "cpu"]
+    single = _cli(args)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "initlab"]
+    double = _cli(args + ["--out", str(tmp_path / "ddp")], runner=torchrun)
+    assert double["config"]["world_size"] == 2 and single["config"]["world_size"] == 1
+    for a, b in zip(single["history"], double["history"]):
+        # same global batch, gradients averaged by all-reduce: equal up to float summation order
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
+        assert b["val_error"] == pytest.approx(a["val_error"], abs=1e-9)
+    assert (tmp_path / "ddp" / "kaiming" / "checkpoint.pt").exists()
