@@ -31,6 +31,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 _state = {"debug": False}
 
 OWN_INIT = "own"
+INTERRUPTED = "interrupted: files written so far are complete (train: up to the last finished epoch; --resume continues)"
 DEFAULT_INITS = "xavier-fanin,kaiming"
 
 
@@ -163,11 +164,7 @@ def probe_command(
         example = torch.randn((batch_size, *recipe.example_shape()),
                               generator=torch.Generator().manual_seed(stream_seed(0, INPUT_STREAM)))
         label = f"{init_spec} / {act_spec}" if not user_model else init_spec
-        progress = None
-        if sys.stderr.isatty():
-            def progress(done: int, total: int, label: str = label) -> None:
-                typer.echo(f"\rprobing {model} · {label} · seed {done}/{total} on {target}…", err=True,
-                           nl=done == total)
+        progress = _progress_printer(f"probing {model} · {label} · seeds", sys.stderr.isatty())
         config = {"model": model, "depth": depth, "width": width, "act": act_spec if not user_model else None,
                   "stages": stages if model == "plain" else None, "torch": torch.__version__,
                   "input": "N(0, 1), its own generator stream"}
@@ -190,8 +187,8 @@ def probe_command(
                        f"{_fmt(gains['forward_gain_pred'])}) · backward gain E[Δx_1²]/E[Δx_L²]: "
                        f"{_fmt(gains['backward_gain'])} (predicted {_fmt(gains['backward_gain_pred'])}) · "
                        f"verdict: {gains['verdict']}")
-        typer.echo(f"\n{documents[0]['config']['direction']}; E[·²] = second moment over all elements, seed mean; "
-                   "band: finite-width 3σ band on log10(measured/predicted)")
+        typer.echo(f"\n{documents[0]['config']['direction']}; E[·²] = second moment over all elements, geometric "
+                   "mean over seeds; band: finite-width 3σ band on log10(measured/predicted)")
     if out is not None:
         written = _write_outputs(results, out, model)
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
@@ -236,7 +233,7 @@ def _progress_printer(label: str, enabled: bool):
     def on_step(step: int, total: int) -> None:
         if step == total or step % max(1, total // 50) == 0:
             filled = int(30 * step / total)
-            typer.echo(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] step {step}/{total}", err=True,
+            typer.echo(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {step}/{total}", err=True,
                        nl=step == total)
     return on_step
 
@@ -307,7 +304,7 @@ def train_command(
     """
     from .data import load_dataset
     from .report import plot_training_curves
-    from .train import VERDICT_RULES, TrainConfig, train_scheme
+    from .train import VERDICT_RULES, TrainConfig, slope_table, train_scheme
 
     if output_format not in ("table", "json"):
         raise ValueError(f"--format must be table or json, got {output_format!r}")
@@ -353,6 +350,9 @@ def train_command(
                        f"{world} process(es) on {target}")
             table = result.history[["epoch", "train_loss", "train_error", "val_error", "lr", "seconds"]]
             typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            if not result.slopes.empty:
+                typer.echo("learned PReLU slopes (last epoch; mean and spread over channels):")
+                typer.echo(slope_table(result.slopes).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
             typer.echo(f"verdict: {result.verdict} — {result.reason}")
         typer.echo(f"\nrules: {VERDICT_RULES}")
     if out is not None:
@@ -383,27 +383,29 @@ def reproduce_command(
     target = resolve_device(device)
     check_writable_directory(out)
     show = not quiet and sys.stderr.isatty()
-    outcome = reproduce(device=target, out=out, quick=quick,
-                        on_run=lambda label: _progress_printer(label, show))
     summary = {}
-    for name in ("figure3", "figure2", "table2"):
-        part = outcome[name]
+
+    def report(name: str, part: dict) -> None:
         experiment, table = part["experiment"], part["table"]
         typer.echo(f"\n== {name}: {experiment.claim}")
-        typer.echo(f"   depth {experiment.depth}, width {experiment.width}, {experiment.epochs} epochs, lr {experiment.lr}, "
-                   f"seeds {list(experiment.seeds)}")
+        typer.echo(f"   depth {experiment.depth}, width {experiment.width}, {experiment.epochs} epochs, "
+                   f"lr {experiment.lr}, seeds {list(experiment.seeds)}")
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
         plot_training_curves({label: runs[0] for label, runs in part["results"].items()}, out / f"{name}.png",
                              title=f"{name}: {experiment.depth}-layer plain net, digits (seed 0)")
         summary[name] = {"claim": experiment.claim, "table": table.to_dict("records"),
                          "runs": {label: [r.to_dict() for r in runs] for label, runs in part["results"].items()}}
+
+    outcome = reproduce(device=target, out=out, quick=quick, on_run=lambda label: _progress_printer(label, show),
+                        on_experiment=report)
     typer.echo("\n== table1: learned PReLU slopes at the end of training (seed 0)")
     typer.echo(outcome["table1"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     atomic_write_text(out / "table1.csv", outcome["table1"].to_csv(index=False))
     summary["table1"] = outcome["table1"].to_dict("records")
     atomic_write_text(out / "reproduce.json", json.dumps(summary, indent=2, default=str))
-    typer.echo(f"wrote {out}/{{figure3,figure2,table2,table1}}.csv, figure3.png, figure2.png, reproduce.json", err=True)
+    typer.echo(f"wrote {out}/{{figure3,figure2,table2,table1}}.csv, {{figure3,figure2,table2}}.png, reproduce.json",
+               err=True)
 
 
 @app.command("list")
@@ -429,11 +431,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return its exit code (0 ok, 2 usage or input error)."""
     try:
         code = app(args=argv, standalone_mode=False, prog_name="initlab")
+        if code == 130:  # typer turns Ctrl-C into exit code 130
+            typer.echo(INTERRUPTED, err=True)
         return code if isinstance(code, int) else 0
     except typer.Exit as error:
+        if error.exit_code == 130:  # typer turns Ctrl-C into Exit(130)
+            typer.echo(INTERRUPTED, err=True)
         return error.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
+        typer.echo(INTERRUPTED, err=True)
         return 130
     except (ValueError, OSError) as error:
         if _state["debug"]:

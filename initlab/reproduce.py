@@ -110,8 +110,13 @@ def learned_slopes(results: dict[str, list[TrainResult]]) -> pd.DataFrame:
 
 
 def reproduce(*, device=None, out: Path | None = None, quick: bool = False,
-              on_run: Callable[[str], Callable | None] | None = None) -> dict:
-    """Run every experiment (``quick``: 3 epochs, one seed, a smoke test); return results and tables."""
+              on_run: Callable[[str], Callable | None] | None = None,
+              on_experiment: Callable[[str, dict], None] | None = None) -> dict:
+    """Run every experiment (``quick``: 3 epochs, one seed, a smoke test); return results and tables.
+
+    ``on_run(label)`` may return an ``on_step`` callback for that run; ``on_experiment(name, part)``
+    is called as each experiment finishes.
+    """
     dataset = load_dataset("digits", seed=0)
     outcome = {}
     for experiment in EXPERIMENTS:
@@ -120,5 +125,7 @@ def reproduce(*, device=None, out: Path | None = None, quick: bool = False,
         results = run_experiment(experiment, dataset, device=device, out=out, on_run=on_run)
         outcome[experiment.name] = {"experiment": experiment, "results": results,
                                     "table": comparison_table(results, dataset.num_classes)}
+        if on_experiment is not None:
+            on_experiment(experiment.name, outcome[experiment.name])
     outcome["table1"] = learned_slopes(outcome["table2"]["results"])
     return outcome

@@ -133,3 +133,25 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val_error"] == pytest.approx(a["val_error"], abs=1e-9)
     assert (tmp_path / "ddp" / "kaiming" / "checkpoint.pt").exists()
+
+
+def test_ctrl_c_leaves_history_and_checkpoint_intact(tmp_path):
+    import signal
+    import time
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "initlab", "train", "--depth", "10", "--width", "16",
+                                "--epochs", "200", "--quiet", "--out", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, OMP_NUM_THREADS="1"))
+    history = out / "kaiming" / "history.csv"
+    deadline = time.time() + 120
+    while not history.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert history.exists(), process.communicate(timeout=30)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in err
+    frame = pd.read_csv(history)
+    state = torch.load(out / "kaiming" / "checkpoint.pt", weights_only=True)
+    assert len(frame) >= 1 and state["epoch"] >= len(frame)  # a later epoch may have been saved just before
+    assert not list((out / "kaiming").glob(".*tmp"))
