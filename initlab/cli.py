@@ -6,6 +6,8 @@ code 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import json
 import sys
@@ -24,6 +26,7 @@ from .models import BUILTIN_MODELS, ModelRecipe
 from .probe import probe, resolve_device
 from .report import plot_variance_vs_depth
 from .schemes import INPUT_STREAM, SCHEMES, parse_scheme, stream_seed
+from .train import VERDICT_RULES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Does your network's initialization let signal and gradient through? "
@@ -194,27 +197,26 @@ def probe_command(
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
 
 
-def _combined_frame(results: dict) -> pd.DataFrame:
+def _tagged(results: dict, frame_of) -> pd.DataFrame:
+    """Return the frames ``frame_of(result)`` of several probe results, tagged with init and act."""
     frames = []
-    for label, result in results.items():
-        frame = result.to_frame()
+    for result in results.values():
+        frame = frame_of(result)
         frame.insert(0, "init", result.config["init"])
         frame.insert(1, "act", result.config.get("act"))
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
+def _combined_frame(results: dict) -> pd.DataFrame:
+    return _tagged(results, lambda result: result.to_frame())
+
+
 def _write_outputs(results: dict, out: Path, model: str) -> list[Path]:
-    summaries = []
-    for label, result in results.items():
-        summary = result.summary()
-        summary.insert(0, "init", result.config["init"])
-        summary.insert(1, "act", result.config.get("act"))
-        summaries.append(summary)
     documents = [result.to_dict() for result in results.values()]
     return [
         atomic_write_text(out / "probe.csv", _combined_frame(results).to_csv(index=False)),
-        atomic_write_text(out / "summary.csv", pd.concat(summaries, ignore_index=True).to_csv(index=False)),
+        atomic_write_text(out / "summary.csv", _tagged(results, lambda result: result.summary()).to_csv(index=False)),
         atomic_write_text(out / "probe.json", json.dumps(documents[0] if len(documents) == 1 else documents,
                                                            indent=2)),
         plot_variance_vs_depth({label: result.frame for label, result in results.items()},
@@ -304,7 +306,7 @@ def train_command(
     """
     from .data import load_dataset
     from .report import plot_training_curves
-    from .train import VERDICT_RULES, TrainConfig, slope_table, train_scheme
+    from .train import TrainConfig, slope_table, train_scheme
 
     if output_format not in ("table", "json"):
         raise ValueError(f"--format must be table or json, got {output_format!r}")
@@ -378,7 +380,6 @@ def reproduce_command(
       table1   the learned PReLU slopes per layer  (paper: first layer's slope largest)
     """
     from .reproduce import reproduce
-    from .report import plot_training_curves
 
     target = resolve_device(device)
     check_writable_directory(out)
@@ -392,8 +393,6 @@ def reproduce_command(
                    f"lr {experiment.lr}, seeds {list(experiment.seeds)}")
         typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
-        plot_training_curves({label: runs[0] for label, runs in part["results"].items()}, out / f"{name}.png",
-                             title=f"{name}: {experiment.depth}-layer plain net, digits (seed 0)")
         summary[name] = {"claim": experiment.claim, "table": table.to_dict("records"),
                          "runs": {label: [r.to_dict() for r in runs] for label, runs in part["results"].items()}}
 
@@ -404,8 +403,85 @@ def reproduce_command(
     atomic_write_text(out / "table1.csv", outcome["table1"].to_csv(index=False))
     summary["table1"] = outcome["table1"].to_dict("records")
     atomic_write_text(out / "reproduce.json", json.dumps(summary, indent=2, default=str))
-    typer.echo(f"wrote {out}/{{figure3,figure2,table2,table1}}.csv, {{figure3,figure2,table2}}.png, reproduce.json",
-               err=True)
+    page = _paper_report(outcome, out, quick)
+    typer.echo(f"report: {page}", err=True)
+    typer.echo(f"wrote {out}/{{figure3,figure2,table2,table1}}.csv and reproduce.json", err=True)
+
+
+def _paper_report(outcome: dict, out: Path, quick: bool) -> Path:
+    from .report import Section, paper_tables_section, probe_section, report_header, training_section, write_html
+
+    figure3 = outcome["figure3"]["experiment"]
+    scale = (f"Scale: the paper trains on ImageNet (224×224, ~80 epochs, 8 GPUs); here digits 8×8 (1797 images), "
+             f"plain nets of width {figure3.width} on two CPU cores, {figure3.epochs} epochs or fewer. Errors are "
+             "validation fractions, not ImageNet top-1 percentages; compare directions, not values.")
+    sections = [
+        probe_section(outcome["probe"], out / "probe", f"Signal and gradient at init: the {figure3.depth}-layer net "
+                      "of Figure 3", figure_title=f"{figure3.depth}-layer plain ReLU net, width {figure3.width}, "
+                      "digits-shaped input 1×8×8"),
+    ]
+    for name in ("figure3", "figure2", "table2"):
+        part = outcome[name]
+        experiment = part["experiment"]
+        heading = name.replace("figure", "Figure ").replace("table", "Table ")
+        sections.append(training_section({label: runs[0] for label, runs in part["results"].items()}, out / name,
+                                         f"{heading}: {experiment.claim}",
+                                         f"Depth {experiment.depth}, curves of seed 0; " + scale,
+                                         figure_title=f"{experiment.depth}-layer plain net on digits, seed 0"))
+    sections.append(paper_tables_section(outcome["table2"]["table"], outcome["table1"], out / "tables", scale))
+    sections.append(Section("Verdict rules", VERDICT_RULES))
+    command = "initlab reproduce --out " + str(out) + (" --quick" if quick else "")
+    header = report_header(command, {"dataset": "digits (scikit-learn, offline)",
+                                     "status": "QUICK SMOKE RUN — not the claims" if quick else "full run"})
+    return write_html(out / "index.html", "initlab: He et al. 2015 reproduced at CPU scale", header, sections)
+
+
+def _run_defaults(out: Path, show: bool) -> None:
+    """Run the default probe and the Figure-3 training into ``out`` (for a report with no --from)."""
+    probe_command(model="plain", depth=None, width=None, input_shape=None, init=None, act="relu", mode=None,
+                  seeds=3, batch_size=64, stages=3, device="auto", output_format="json", out=out / "probe-run")
+    train_command(model="plain", depth=TRAIN_DEFAULTS["depth"], width=TRAIN_DEFAULTS["width"],
+                  stages=TRAIN_DEFAULTS["stages"], act="relu", init="kaiming", compare="xavier-fanin,kaiming",
+                  dataset="digits", input_shape=None, epochs=TRAIN_DEFAULTS["epochs"], lr=TRAIN_DEFAULTS["lr"],
+                  batch_size=64, momentum=0.9, weight_decay=5e-4, schedule="step", seed=0, device="auto",
+                  output_format="json", out=out / "train-run", resume=False, quiet=not show)
+
+
+@app.command("report")
+def report_command(
+    out: Path = typer.Option(..., "--out", help="Folder of the report (index.html, PNGs, CSV/JSON)."),
+    sources: list[Path] = typer.Option([], "--from", help="An output folder of initlab probe or train; "
+                                       "repeatable. Without it, the default probe and Figure-3 training are run."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Write a self-contained HTML report (figures embedded, data files beside it).
+
+    \b
+    Examples:
+      initlab report --out reports/mynet --from reports/probe --from reports/fig3
+      initlab report --out reports/default          # runs the default probe and training first
+    """
+    from .report import load_probe_folder, load_train_folder, probe_section, report_header, training_section, write_html
+
+    check_writable_directory(out)
+    command = "initlab report --out " + str(out) + "".join(f" --from {s}" for s in sources)
+    sections = []
+    if not sources:
+        show = not quiet and sys.stderr.isatty()
+        with contextlib.redirect_stdout(io.StringIO()):  # their results go into the report, not the terminal
+            _run_defaults(out, show)
+        sources = [out / "probe-run", out / "train-run"]
+    for source in sources:
+        if (source / "probe.csv").is_file():
+            sections.append(probe_section(load_probe_folder(source), out / f"probe-{source.name}",
+                                          f"Probe: {source}"))
+        elif (source / "train.json").is_file():
+            sections.append(training_section(load_train_folder(source), out / f"train-{source.name}",
+                                             f"Training: {source}"))
+        else:
+            raise ValueError(f"--from {source}: no probe.csv or train.json there (an initlab probe/train --out folder)")
+    page = write_html(out / "index.html", f"initlab report: {out.name}", report_header(command), sections)
+    typer.echo(f"report: {page}", err=True)
 
 
 @app.command("list")

@@ -138,7 +138,7 @@ def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
     Steps over closed-form links are the measured ratios; across a link with no closed form
     (pooling, normalization, a residual sum) only its closed-form prefix (the rectifier before
     the pool) and the next layer's own measured step count. Each step is divided by the layer's
-    exact zero-padding factor. So an architecture's pooling and borders (both reported on their
+    exact zero-padding factor. Neither chain counts the first layer's own step on the raw input. So an architecture's pooling and borders (both reported on their
     own) do not pass for an init problem. This is what the verdicts judge.
     """
     var_y = seed_frame["var_y"].to_numpy()
@@ -155,6 +155,10 @@ def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
                             np.roll(prefix, -1) * grad / seed_frame["grad_output_second_moment"].to_numpy())
         backward /= seed_frame["padding_factor_backward"].to_numpy()
         backward[-1] = 1.0
+        # As the paper's eq. 13 (which stops at Δx_2), the first layer's own step onto the raw
+        # input does not count: that gradient reaches no parameter. The forward chain likewise
+        # starts at y_1, after the first layer's own step.
+        backward[0] = 1.0
         return np.cumsum(np.log10(forward)), np.cumsum(np.log10(backward)[::-1])[::-1]
 
 

@@ -20,6 +20,7 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     os.close(handle)
     try:
         write(temporary)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; outputs get the usual mode
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -47,3 +48,9 @@ def check_writable_directory(path: str | Path) -> Path:
     except OSError as error:
         raise ValueError(f"cannot write to output directory {str(path)!r}: {error.strerror or error}") from None
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,21 +1,58 @@
-"""Figures: variance against depth, measured (seed band) with the paper's chain overlaid."""
+"""Reports: figures (variance and per-layer factor against depth, training curves) and a
+self-contained HTML page that embeds them, with the data behind each one beside it.
+
+Figures use Okabe & Ito's colour-blind-safe palette; an init keeps its colour in every figure
+(``init_colour``) and an activation its marker.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # figures are files; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .compare import layer_summary  # noqa: E402
-from .files import atomic_write  # noqa: E402
+from .compare import layer_summary, network_summary  # noqa: E402
+from .files import atomic_write, atomic_write_text  # noqa: E402
 
 # Okabe & Ito's colour-blind-safe palette; a label keeps its colour across figures.
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+INIT_COLOURS = {"xavier-fanin": "#0072B2", "kaiming": "#D55E00", "xavier": "#56B4E9", "torch-default": "#CC79A7",
+                "orthogonal": "#009E73", "normal": "#E69F00", "model's own": "#000000", "own": "#000000"}
+ACT_MARKERS = {"relu": "o", "prelu": "s", "prelu-shared": "^", "leaky": "D"}
+
+
+def init_colour(label: str) -> str:
+    """Return the colour of the init a label starts with ("kaiming / relu" → kaiming's colour)."""
+    init = label.split(" / ")[0].strip()
+    name = init.split(":")[0]
+    if name in INIT_COLOURS and init == name:
+        return INIT_COLOURS[name]
+    return PALETTE[sum(map(ord, init)) % len(PALETTE)]
+
+
+def act_marker(label: str) -> str:
+    """Return the marker of the activation a label ends with ("kaiming / prelu" → square)."""
+    act = label.split(" / ")[-1].strip().split(":")[0] if " / " in label else "relu"
+    return ACT_MARKERS.get(act, "o")
+
+
+def _save(figure: plt.Figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG atomically, close it, and return the path."""
+    path = Path(path)
+    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
+    plt.close(figure)
+    return path
 
 
 def plot_variance_vs_depth(frames: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
@@ -28,15 +65,15 @@ def plot_variance_vs_depth(frames: dict[str, pd.DataFrame], path: str | Path, ti
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6), constrained_layout=True)
     panels = [("var_y", "var_y_pred", "forward: E[y_l²] (layer output)"),
               ("grad_var", "grad_var_pred", "backward: E[Δx_l²] (gradient at layer input)")]
-    for position, (label, frame) in enumerate(frames.items()):
-        colour = PALETTE[position % len(PALETTE)]
+    for label, frame in frames.items():
+        colour, marker = init_colour(label), act_marker(label)
         per_layer = frame.groupby("index")
         summary = layer_summary(frame)
         for axis, (measured, predicted, heading) in zip(axes, panels):
             index = np.asarray(per_layer[measured].mean().index)
             axis.fill_between(index, per_layer[measured].min(), per_layer[measured].max(), color=colour, alpha=0.2,
                               linewidth=0)
-            axis.plot(index, per_layer[measured].mean(), color=colour, marker="o", markersize=3, linewidth=1.5,
+            axis.plot(index, per_layer[measured].mean(), color=colour, marker=marker, markersize=3, linewidth=1.5,
                       label=f"{label}: measured")
             axis.plot(index, per_layer[predicted].mean(), color=colour, linestyle="--", linewidth=1.2,
                       label=f"{label}: predicted")
@@ -53,10 +90,7 @@ def plot_variance_vs_depth(frames: dict[str, pd.DataFrame], path: str | Path, ti
     axes[0].legend(fontsize=8, loc="best")
     if title:
         figure.suptitle(title + "   (× = not healthy; band = min–max over seeds)", fontsize=11)
-    path = Path(path)
-    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def plot_training_curves(results: dict, path: str | Path, title: str = "") -> Path:
@@ -65,24 +99,242 @@ def plot_training_curves(results: dict, path: str | Path, title: str = "") -> Pa
     ``results`` maps a label to a ``TrainResult``. Solid: validation error; dashed: training
     error; the legend carries each run's verdict. Written atomically.
     """
-    figure, axis = plt.subplots(figsize=(7.5, 4.6), constrained_layout=True)
-    for position, (label, result) in enumerate(results.items()):
-        colour = PALETTE[position % len(PALETTE)]
+    figure, axis = plt.subplots(figsize=(9, 4.2), constrained_layout=True)
+    for label, result in results.items():
+        colour = init_colour(label)
         history = result.history
         if history.empty:
             continue
-        axis.plot(history["epoch"], history["val_error"], color=colour, linewidth=1.8,
+        marker = act_marker(label)
+        axis.plot(history["epoch"], history["val_error"], color=colour, linewidth=1.8, marker=marker, markersize=4,
                   label=f"{label}: validation ({result.verdict})")
         axis.plot(history["epoch"], history["train_error"], color=colour, linewidth=1.2, linestyle="--",
-                  label=f"{label}: training")
+                  marker=marker, markersize=3, markerfacecolor="none", label=f"{label}: training")
     axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.set_ylabel("error (fraction misclassified)")
     axis.set_ylim(0, 1)
     axis.grid(True, alpha=0.3)
     axis.legend(fontsize=8, loc="best")
     if title:
         axis.set_title(title, fontsize=11)
+    return _save(figure, path)
+
+
+def plot_layer_factors(frames: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
+    """Write a PNG of each layer's factor in the paper's chain against the ideal 1.
+
+    Forward: ½(1+a²)·n_l·Var[w_l] (a: the rectifier feeding the layer); backward: ½(1+a²)·n̂_l·Var[w_l]
+    (a: the rectifier after it). Log scale; a layer below the line loses signal, above it gains.
+    """
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    panels = [("forward_factor", "forward: ½(1+a²)·n·Var[w] (n = fan-in)"),
+              ("backward_factor", "backward: ½(1+a²)·n̂·Var[w] (n̂ = fan-out)")]
+    for label, frame in frames.items():
+        summary = layer_summary(frame)
+        for axis, (column, heading) in zip(axes, panels):
+            axis.plot(summary["index"], summary[column], color=init_colour(label), marker=act_marker(label),
+                      markersize=4, linewidth=1.2, label=label)
+            axis.set_title(heading, fontsize=11)
+    for axis in axes:
+        axis.axhline(1.0, color="#555555", linewidth=1, linestyle=":", label="ideal (He): 1")
+        axis.set_yscale("log")
+        axis.set_xlabel("layer index (Conv/Linear, forward order)")
+        axis.set_ylabel("factor per layer (log scale)")
+        axis.grid(True, which="major", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axes[0].legend(unique.values(), unique.keys(), fontsize=8, loc="best")
+    if title:
+        figure.suptitle(title, fontsize=11)
+    return _save(figure, path)
+
+
+# -- the HTML page ----------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 2em; border-bottom: 1px solid #ddd; }
+header dl { display: grid; grid-template-columns: max-content auto; gap: 0.15em 1em; font-size: 0.9em; }
+header dt { font-weight: 600; color: #555; } header dd { margin: 0; }
+code, pre { font-family: "SFMono-Regular", Consolas, monospace; font-size: 0.88em; background: #f5f5f5; }
+pre { padding: 0.6em; overflow-x: auto; }
+figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.9em; color: #444; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+.note { font-size: 0.9em; color: #444; } .data { font-size: 0.85em; }
+"""
+
+
+@dataclass
+class Section:
+    """One part of a report: a heading, text, figures (PNG paths), tables and data files."""
+
+    title: str
+    text: str = ""
+    figures: list = field(default_factory=list)  # (path, caption)
+    tables: list = field(default_factory=list)  # (caption, DataFrame)
+    data_files: list = field(default_factory=list)  # paths shown as links
+
+
+def _embed(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def write_html(path: str | Path, title: str, header: dict[str, str], sections: list[Section]) -> Path:
+    """Write a self-contained HTML page (figures embedded as base64, no JavaScript); return its path.
+
+    Data files are linked relative to the page, so the folder can be moved or zipped whole.
+    """
     path = Path(path)
-    atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
-    plt.close(figure)
-    return path
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body><header><h1>{html.escape(title)}</h1><dl>"]
+    for key, value in header.items():
+        rendered = f"<code>{html.escape(value)}</code>" if key == "command" else html.escape(value)
+        parts.append(f"<dt>{html.escape(key)}</dt><dd>{rendered}</dd>")
+    parts.append("</dl></header>")
+    for section in sections:
+        parts.append(f"<section><h2>{html.escape(section.title)}</h2>")
+        if section.text:
+            parts.append(f"<p class=\"note\">{html.escape(section.text)}</p>")
+        for figure_path, caption in section.figures:
+            parts.append(f"<figure><img src=\"{_embed(figure_path)}\" alt=\"{html.escape(caption)}\">"
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        for caption, table in section.tables:
+            parts.append(f"<p class=\"note\">{html.escape(caption)}</p>")
+            parts.append(table.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0))
+        if section.data_files:
+            links = " · ".join(f"<a href=\"{html.escape(os.path.relpath(file, path.parent))}\">"
+                               f"{html.escape(Path(file).name)}</a>" for file in section.data_files)
+            parts.append(f"<p class=\"data\">data: {links}</p>")
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return atomic_write_text(path, "\n".join(parts))
+
+
+# -- report sections ---------------------------------------------------------------------------------
+
+# The paper's numbers (He et al. 2015; ../shared/paper.md), for the tables beside ours. Kept as
+# text so that they print exactly as published, whatever precision our own numbers get.
+PAPER_TABLE1 = pd.DataFrame({
+    "paper layer": ["conv1", "conv21", "conv22", "conv23", "conv24", "conv31", "conv32"],
+    "paper channel-shared": ["0.681", "0.103", "0.099", "0.228", "0.561", "0.126", "0.089"],
+    "paper channel-wise mean": ["0.596", "0.321", "0.204", "0.294", "0.464", "0.196", "0.152"],
+})
+PAPER_TABLE2 = pd.DataFrame({
+    "paper model": ["ReLU", "PReLU, channel-shared", "PReLU, channel-wise"],
+    "paper top-1 error %": ["33.82", "32.71", "32.64"],
+    "paper top-5 error %": ["13.34", "12.87", "12.75"],
+    "note": ["", "channel-shared figures unconfirmed in our summary of the paper", ""],
+})
+
+
+def probe_section(frames: dict[str, pd.DataFrame], folder: Path, title: str, text: str = "",
+                  figure_title: str = "") -> Section:
+    """Write the variance and factor figures and the per-layer summary of probes; return the section."""
+    folder.mkdir(parents=True, exist_ok=True)
+    variance = plot_variance_vs_depth(frames, folder / "variance_vs_depth.png", title=figure_title)
+    factors = plot_layer_factors(frames, folder / "layer_factors.png", title=figure_title)
+    summaries, gains = [], []
+    for label, frame in frames.items():
+        summary = layer_summary(frame)
+        summary.insert(0, "run", label)
+        summaries.append(summary)
+        gains.append({"run": label, **{k: v for k, v in network_summary(frame).items()
+                                       if k in ("forward_gain", "forward_gain_pred", "backward_gain",
+                                                "backward_gain_pred", "verdict")}})
+    summary_file = atomic_write_text(folder / "layer_summary.csv", pd.concat(summaries).to_csv(index=False))
+    frame_file = atomic_write_text(folder / "probe.csv", pd.concat(
+        [f.assign(run=label) for label, f in frames.items()]).to_csv(index=False))
+    return Section(title, text or (
+        "Forward: second moment E[y_l²] of each layer's output; backward: E[Δx_l²] of the gradient at its input "
+        "(backward pass of <output, g>, g ~ N(0, 1)). Solid: seed mean with min–max band; dashed: the paper's "
+        "chain (exact at padded borders, re-anchored on the measurement after pooling); ×: not healthy."),
+        figures=[(variance, f"{title}: measured vs predicted second moments against depth"),
+                 (factors, "Per-layer factor ½(1+a²)·n·Var[w] against He's ideal 1: below the line a layer "
+                           "loses signal, above it amplifies it")],
+        tables=[("Whole-network gains: forward E[y_L²]/E[y_1²], backward E[Δx_1²]/E[Δx_L²]", pd.DataFrame(gains))],
+        data_files=[summary_file, frame_file])
+
+
+def training_section(results: dict, folder: Path, title: str, text: str = "", figure_title: str = "") -> Section:
+    """Write the error-vs-epoch figure and history table of training runs; return the section."""
+    folder.mkdir(parents=True, exist_ok=True)
+    curves = plot_training_curves(results, folder / "training_curves.png", title=figure_title)
+    histories = pd.concat([r.history.assign(run=label) for label, r in results.items()], ignore_index=True)
+    history_file = atomic_write_text(folder / "history.csv", histories.to_csv(index=False))
+    verdicts = pd.DataFrame([{"run": label, "verdict": r.verdict, "final train loss": r.final_train_loss,
+                              "final validation error": r.final_val_error, "why": r.reason}
+                             for label, r in results.items()])
+    return Section(title, text, figures=[(curves, f"{title}: error against epoch (solid validation, dashed "
+                                                  "training)")],
+                   tables=[("Verdicts", verdicts)], data_files=[history_file])
+
+
+def paper_tables_section(table2: pd.DataFrame, table1: pd.DataFrame, folder: Path, scale: str) -> Section:
+    """Return the ReLU-vs-PReLU and learned-slope tables beside the paper's (Tables 2 and 1)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [atomic_write_text(folder / "table2_relu_vs_prelu.csv", table2.to_csv(index=False)),
+             atomic_write_text(folder / "table1_learned_slopes.csv", table1.to_csv(index=False))]
+    ours1 = table1.reset_index(drop=True)
+    side_by_side = pd.concat([ours1, PAPER_TABLE1], axis=1)
+    return Section("The paper's Tables 2 and 1, beside ours", scale, tables=[
+        ("Table 2 form, ours: validation error (fraction) over seeds", table2),
+        ("Table 2, the paper: ImageNet top-1/top-5 error (%), single model", PAPER_TABLE2),
+        ("Table 1 form: learned slopes per layer at the end of training, ours (left) and the paper's 14-layer "
+         "ImageNet model (right); rows pair by position only", side_by_side)], data_files=files)
+
+
+def report_header(command: str, config: dict[str, str] | None = None, device: str = "cpu") -> dict[str, str]:
+    """Return the header fields: command, date, versions, device, and any configuration."""
+    import datetime
+    import platform
+
+    import torch
+
+    from . import __version__
+    header = {"command": command, "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+              "versions": f"initlab {__version__} · torch {torch.__version__} · numpy {np.__version__} · "
+                          f"pandas {pd.__version__} · python {platform.python_version()}",
+              "device": f"{device} ({platform.machine()}, {os.cpu_count()} CPU cores)"}
+    header.update(config or {})
+    return header
+
+
+# -- reading output folders back ---------------------------------------------------------------------
+
+
+def load_probe_folder(folder: Path) -> dict[str, pd.DataFrame]:
+    """Return the probe frames of an ``initlab probe --out`` folder, by "init / act" label."""
+    frame = pd.read_csv(Path(folder) / "probe.csv")
+    labels = frame["init"] + (" / " + frame["act"].fillna("own") if "act" in frame else "")
+    return {label: part.drop(columns=["init", "act"], errors="ignore") for label, part in frame.groupby(labels, sort=False)}
+
+
+@dataclass
+class StoredRun:
+    """A finished training run read back from JSON (the fields reports use)."""
+
+    history: pd.DataFrame
+    slopes: pd.DataFrame
+    verdict: str
+    reason: str
+    final_train_loss: float
+    final_val_error: float
+
+
+def stored_run(document: dict) -> StoredRun:
+    """Return a ``StoredRun`` from one ``TrainResult.to_dict()`` document."""
+    return StoredRun(pd.DataFrame(document["history"]), pd.DataFrame(document.get("slopes", [])),
+                     document["verdict"], document.get("reason", ""),
+                     float(document.get("final_train_loss") or float("nan")),
+                     float(document.get("final_val_error") or float("nan")))
+
+
+def load_train_folder(folder: Path) -> dict[str, StoredRun]:
+    """Return the runs of an ``initlab train --out`` folder (its train.json), by init label."""
+    documents = json.loads((Path(folder) / "train.json").read_text())
+    return {d["config"].get("init", f"run {i}"): stored_run(d) for i, d in enumerate(documents)}

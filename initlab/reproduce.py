@@ -61,11 +61,12 @@ def run_experiment(experiment: Experiment, dataset: Dataset, *, device=None, out
             if directory is not None:
                 directory.mkdir(parents=True, exist_ok=True)
             result = train_scheme(factory, init, dataset, config, device=device,
-                                  checkpoint=directory / "checkpoint.pt" if directory else None,
                                   on_step=on_run(f"{experiment.name} {label} seed {seed}") if on_run else None)
             result.config.update({"depth": experiment.depth, "act": act, "width": experiment.width})
             if directory is not None:
                 result.history.to_csv(directory / "history.csv", index=False)
+                if not result.slopes.empty:
+                    result.slopes.to_csv(directory / "slopes.csv", index=False)
             results.setdefault(label, []).append(result)
     return results
 
@@ -77,20 +78,22 @@ def first_epoch_below(history: pd.DataFrame, error: float) -> float:
 
 
 def comparison_table(results: dict[str, list[TrainResult]], num_classes: int) -> pd.DataFrame:
-    """Return one row per run label: verdicts, final errors (mean ± std over seeds), start epoch."""
+    """Return one row per run label: verdicts, final validation error (mean ± std over seeds), final
+    training loss, and the first epoch whose validation error is below half the chance error."""
     halfway = 0.5 * (1.0 - 1.0 / num_classes)
     rows = []
     for label, runs in results.items():
         errors = np.array([r.final_val_error for r in runs])
+        starts = [first_epoch_below(r.history, halfway) for r in runs]
         rows.append({
             "run": label,
             "seeds": len(runs),
             "verdicts": ", ".join(r.verdict for r in runs),
-            "final_val_error_mean": float(errors.mean()),
-            "final_val_error_std": float(errors.std()) if len(runs) > 1 else 0.0,
-            "final_train_loss_mean": float(np.mean([r.final_train_loss for r in runs])),
-            "first_epoch_below_half_chance": float(np.nanmean([first_epoch_below(r.history, halfway) for r in runs]))
-            if any(np.isfinite(first_epoch_below(r.history, halfway)) for r in runs) else float("nan"),
+            "val error": float(errors.mean()),
+            "± std": float(errors.std()) if len(runs) > 1 else 0.0,
+            "train loss": float(np.mean([r.final_train_loss for r in runs])),
+            "first epoch below ½ chance error": float(np.nanmean(starts)) if np.isfinite(starts).any()
+            else float("nan"),
         })
     return pd.DataFrame(rows)
 
@@ -128,4 +131,22 @@ def reproduce(*, device=None, out: Path | None = None, quick: bool = False,
         if on_experiment is not None:
             on_experiment(experiment.name, outcome[experiment.name])
     outcome["table1"] = learned_slopes(outcome["table2"]["results"])
+    outcome["probe"] = probe_trained_architecture(outcome["figure3"]["experiment"], dataset, device=device,
+                                                  seeds=1 if quick else 3)
     return outcome
+
+
+def probe_trained_architecture(experiment: Experiment, dataset: Dataset, *, device=None,
+                               seeds: int = 3) -> dict[str, pd.DataFrame]:
+    """Probe the net Figure 3 trains (same layout, digits-shaped batch) under each of its inits."""
+    import torch
+
+    from .probe import probe
+    frames = {}
+    example = dataset.train_x[:64]
+    for init, act in experiment.runs:
+        recipe = ModelRecipe("plain", experiment.depth, experiment.width, dataset.input_shape, act, experiment.stages,
+                             dataset.num_classes)
+        frames[f"{init} / {act}"] = probe(recipe.factory(), example, init=init, seeds=seeds,
+                                          device=device or torch.device("cpu")).frame
+    return frames

@@ -182,7 +182,9 @@ def test_train_resume_from_a_corrupt_checkpoint_is_a_clear_error(capsys, tmp_pat
 def test_reproduce_quick_writes_every_table_and_figure(capsys, tmp_path):
     code, out, _ = run(capsys, "reproduce", "--quick", "--quiet", "--out", str(tmp_path))
     assert code == 0
-    for name in ("figure3.csv", "figure2.csv", "table2.csv", "table1.csv", "figure3.png", "figure2.png",
-                 "reproduce.json"):
-        assert (tmp_path / name).stat().st_size > 0
+    for name in ("figure3.csv", "figure2.csv", "table2.csv", "table1.csv", "reproduce.json", "index.html",
+                 "figure3/training_curves.png", "figure2/training_curves.png", "table2/training_curves.png",
+                 "probe/variance_vs_depth.png", "probe/layer_factors.png", "tables/table1_learned_slopes.csv"):
+        assert (tmp_path / name).stat().st_size > 0, name
     assert "table1: learned PReLU slopes" in out
+    assert "QUICK SMOKE RUN" in (tmp_path / "index.html").read_text(encoding="utf-8")

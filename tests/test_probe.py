@@ -360,3 +360,15 @@ def test_progress_is_reported_after_each_seed():
     seen = []
     initlab.probe(lambda: initlab.mlp(depth=3, width=8), _input(4, 8), seeds=3, progress=lambda d, t: seen.append((d, t)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_first_layer_fan_ratio_is_not_called_exploding():
+    # One input channel, 32 outputs: under fan_in Kaiming the gradient at the *input image* is
+    # n̂_1·Var[w_1] = 288·2/9 = 64 times the one at the first layer's output. It reaches no
+    # parameter, and the paper's backward chain (eq. 13) stops before it; so do the verdicts.
+    factory = lambda: initlab.plain_net(depth=12, width=32, input_shape=(1, 8, 8), stages=1)
+    result = initlab.probe(factory, _input(16, 1, 8, 8), init="kaiming", seeds=2)
+    summary = result.summary()
+    assert summary["backward_factor"].iloc[0] == pytest.approx(64 * 0.5, rel=1e-9)  # ½ from the ReLU after it
+    assert result.gains()["verdict"] == "healthy"
+    assert (summary["verdict"] == "healthy").all()
