@@ -108,11 +108,6 @@ def variance_factor(module: nn.Module) -> torch.Tensor:
     return (0.5 * (1.0 + slope.square())).mean()
 
 
-def effective_slope(module: nn.Module) -> float:
-    """Return the single slope a with ½(1+a²) equal to the module's channel-mean factor."""
-    return float(torch.sqrt(2.0 * variance_factor(module) - 1.0))
-
-
 def no_decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Return optimizer parameter groups: weight decay on weight matrices/kernels only.
 

@@ -294,8 +294,10 @@ def adjacent_slopes(model: nn.Module) -> dict[nn.Module, tuple[float | None, flo
     The pair is (slope of the rectifier feeding the layer, slope of the one following it), found
     in module registration order (the forward order of Sequential-style models); None where
     there is none. A channel-wise PReLU counts as the single slope with the same mean factor.
+    All slopes are read with one host transfer.
     """
     sequence = [m for m in model.modules() if is_covered(m) or is_rectifier(m)]
+    slope = _slopes([m for m in sequence if is_rectifier(m)])
     found: dict[nn.Module, tuple[float | None, float | None]] = {}
     for position, module in enumerate(sequence):
         if not is_covered(module):
@@ -303,14 +305,19 @@ def adjacent_slopes(model: nn.Module) -> dict[nn.Module, tuple[float | None, flo
         before = sequence[position - 1] if position > 0 else None
         after = sequence[position + 1] if position + 1 < len(sequence) else None
         found[module] = (
-            _slope_of(before) if before is not None and is_rectifier(before) else None,
-            _slope_of(after) if after is not None and is_rectifier(after) else None,
+            slope[before] if before is not None and is_rectifier(before) else None,
+            slope[after] if after is not None and is_rectifier(after) else None,
         )
     return found
 
 
-def _slope_of(rectifier: nn.Module) -> float:
-    return math.sqrt(max(2.0 * float(variance_factor(rectifier)) - 1.0, 0.0))
+def _slopes(rectifiers: list[nn.Module]) -> dict[nn.Module, float]:
+    """Return each rectifier's effective slope √(2·factor − 1), all factors moved to the host at once."""
+    if not rectifiers:
+        return {}
+    device = next((m.weight.device for m in rectifiers if isinstance(m, nn.PReLU)), torch.device("cpu"))
+    values = torch.stack([variance_factor(m).detach().float().reshape(()).to(device) for m in rectifiers]).cpu()
+    return {m: math.sqrt(max(2.0 * v - 1.0, 0.0)) for m, v in zip(rectifiers, values.tolist())}
 
 
 def network_slope(scheme: Scheme, feeding: float | None, following: float | None) -> float:
