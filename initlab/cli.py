@@ -505,6 +505,7 @@ def list_command(what: str = typer.Argument("all", help="schemes, activations, m
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return its exit code (0 ok, 2 usage or input error)."""
+    _state["debug"] = False  # set again by --debug; never carried over from an earlier call
     try:
         code = app(args=argv, standalone_mode=False, prog_name="initlab")
         if code == 130:  # typer turns Ctrl-C into exit code 130

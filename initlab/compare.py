@@ -12,8 +12,10 @@ both directions). Verdicts judge these gains through the init-controlled chain: 
 with no closed form (pooling, normalization) only the layers' own steps count. A gain more than
 t decades below its finite-width median (−σ²/2 in ln) is ``vanishing``, more than t above it
 ``exploding``, else ``healthy``, with t = max(1 decade, the 3σ band of the whole chain up to the
-layer) — a He net at finite width wanders by about that much. A non-finite statistic is
-``exploding``.
+layer) — a He net at finite width wanders by about that much. A layer with a NaN/Inf statistic is
+``non-finite`` and the network summary names the layer where it first appears in each direction.
+Statistics are float32: a second moment below ~1e−38 (about 125 layers halving the signal)
+underflows to 0 and reads ``vanishing``.
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ def _log10(values: pd.Series | np.ndarray) -> np.ndarray:
 
 def _verdict(log10_gain: float, log_variance: float, seeds: int) -> str:
     """Judge a log10 gain against He's 1, allowing the finite-width drift and spread of the chain."""
+    if np.isnan(log10_gain):
+        return "non-finite"
     if not np.isfinite(log10_gain):
         return "vanishing" if log10_gain == -np.inf else "exploding"
     low, high = theory.log10_band(log_variance, seeds)
@@ -159,13 +163,31 @@ def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
         # input does not count: that gradient reaches no parameter. The forward chain likewise
         # starts at y_1, after the first layer's own step.
         backward[0] = 1.0
-        return np.cumsum(np.log10(forward)), np.cumsum(np.log10(backward)[::-1])[::-1]
+        forward_gain = _accumulate(np.log10(forward), var_y)
+        backward_gain = _accumulate(np.log10(backward)[::-1], grad[::-1])[::-1]
+    return forward_gain, backward_gain
+
+
+def _accumulate(log_steps: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Return the running sum of log10 steps; −inf from the first statistic that underflowed to 0
+    (float32 holds second moments down to ~1e−38) and NaN from the first non-finite one."""
+    total, out = 0.0, np.empty(len(log_steps))
+    for position, (step, value) in enumerate(zip(log_steps, measured)):
+        if not np.isfinite(value) or np.isnan(total):
+            total = np.nan
+        elif value == 0 or total == -np.inf:
+            total = -np.inf
+        elif np.isfinite(step):
+            total += step
+        out[position] = total
+    return out
 
 
 def _with_gains(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.sort_values(["seed", "index"]).copy()
-    first = frame.groupby("seed")["var_y"].transform("first")
-    last_grad = frame.groupby("seed")["grad_var"].transform("last")
+    # positional first/last: groupby's "first"/"last" would skip a NaN and use an earlier layer
+    first = frame.groupby("seed")["var_y"].transform(lambda v: v.iloc[0])
+    last_grad = frame.groupby("seed")["grad_var"].transform(lambda v: v.iloc[-1])
     frame["log10_forward_gain"] = _log10(frame["var_y"] / first)
     frame["log10_backward_gain"] = _log10(frame["grad_var"] / last_grad)
     forward, backward = [], []
@@ -222,6 +244,8 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
                                                mean[f"{direction}_log_variance_chain"].values)]
     summary["verdict"] = [f if f != "healthy" else b for f, b in
                           zip(summary["verdict_forward"], summary["verdict_backward"])]
+    non_finite = ~np.isfinite(frame.groupby("index")[["var_y", "grad_var"]].agg(lambda v: v.to_numpy().sum()))
+    summary.loc[non_finite.any(axis=1).to_numpy(), "verdict"] = "non-finite"
     return summary
 
 
@@ -234,8 +258,8 @@ def network_summary(frame: pd.DataFrame) -> dict[str, Any]:
     """
     seeds = frame["seed"].nunique()
     frame = _with_gains(frame)
-    per_seed = frame.groupby("seed")
-    first, last = per_seed.first(), per_seed.last()
+    first = frame.groupby("seed").head(1).set_index("seed")
+    last = frame.groupby("seed").tail(1).set_index("seed")
 
     def geometric(values: pd.Series) -> float:
         return float(10.0 ** np.mean(_log10(values)))
@@ -258,6 +282,14 @@ def network_summary(frame: pd.DataFrame) -> dict[str, Any]:
                                            float(first["backward_log_variance_chain"].mean()), seeds)
     summary["verdict"] = summary["verdict_forward"] if summary["verdict_forward"] != "healthy" \
         else summary["verdict_backward"]
+    # where NaN/Inf first appears: the earliest layer going forward, the latest going backward
+    bad_forward = frame.loc[~np.isfinite(frame["var_y"]), "index"]
+    bad_backward = frame.loc[~np.isfinite(frame["grad_var"]), "index"]
+    names = frame.groupby("index")["name"].first()
+    summary["first_non_finite_forward"] = names[bad_forward.min()] if len(bad_forward) else None
+    summary["first_non_finite_backward"] = names[bad_backward.max()] if len(bad_backward) else None
+    if len(bad_forward) or len(bad_backward):
+        summary["verdict"] = "non-finite"
     return summary
 
 

@@ -134,8 +134,10 @@ class _Recorder:
         self.seen: Counter = Counter()
         self.handles: list = []
         self.tensor_handles: list = []
+        self.entered: tuple[nn.Module, tuple[int, ...]] | None = None  # a covered layer that has not returned
         for module in model.modules():
             if is_covered(module):
+                self.handles.append(module.register_forward_pre_hook(self._on_layer_input))
                 self.handles.append(module.register_forward_hook(self._on_layer))
             elif _link_factor(module) is not None:
                 self.handles.append(module.register_forward_pre_hook(self._on_link_input))
@@ -163,7 +165,11 @@ class _Recorder:
         frontier.kinds.append(kind)
         frontier.nodes.append(output.grad_fn)
 
+    def _on_layer_input(self, module: nn.Module, args: tuple) -> None:
+        self.entered = (module, tuple(args[0].shape)) if args and isinstance(args[0], torch.Tensor) else None
+
     def _on_layer(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self.entered = None
         x = args[0]
         y = output
         index = len(self.calls)
@@ -261,7 +267,7 @@ def _run_pass(model: nn.Module, example_input: torch.Tensor,
             try:
                 output = model(x)
             except RuntimeError as error:
-                raise ProbeError(_shape_message(error, calls, model, x)) from error
+                raise ProbeError(_shape_message(error, recorder, x)) from error
         if not calls:
             raise ProbeError("the model has no Conv1d/2d/3d or Linear layer on its forward path: nothing to probe")
         outputs = [t for t in _output_tensors(output) if t.requires_grad]
@@ -280,9 +286,22 @@ def _run_pass(model: nn.Module, example_input: torch.Tensor,
         recorder.remove()
 
 
-def _shape_message(error: RuntimeError, calls: list[_Call], model: nn.Module, x: torch.Tensor) -> str:
+def _expected_input(module: nn.Module) -> str:
+    if isinstance(module, nn.Linear):
+        return f"(..., {module.in_features})"
+    spatial = ", ".join("H W D".split()[:len(module.kernel_size)])
+    return f"(N, {module.in_channels}, {spatial})"
+
+
+def _shape_message(error: RuntimeError, recorder: _Recorder, x: torch.Tensor) -> str:
+    """One line: which layer failed, the input shape it expects and the one it got."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    after = f" after layer {calls[-1].name!r} (output {tuple(calls[-1].geometry.out_spatial)})" if calls else ""
+    if recorder.entered is not None:
+        module, shape = recorder.entered
+        name = recorder.names.get(module) or type(module).__name__
+        return (f"layer {name!r} ({type(module).__name__}) expects input {_expected_input(module)} but got "
+                f"{shape} (model input {tuple(x.shape)}): {first_line}")
+    after = f" after layer {recorder.calls[-1].name!r}" if recorder.calls else ""
     return f"the model's forward failed on an input of shape {tuple(x.shape)}{after}: {first_line}"
 
 

@@ -163,7 +163,7 @@ def forward_chain(geometries: Sequence[LayerGeometry], weight_variances: Sequenc
         q_output = forward_second_moment(q_input, geometry, weight_variances[index], bias_second_moments[index])
         interior = weight_variances[index] * geometry.fan_in * _map_mean(q_input) + bias_second_moments[index]
         predicted.append(_map_mean(q_output))
-        padding.append(_map_mean(q_output) / interior if interior > 0 else 1.0)
+        padding.append(_map_mean(q_output) / interior if 0 < interior < np.inf else 1.0)
     return np.array(predicted), np.array(padding)
 
 
@@ -193,7 +193,7 @@ def backward_chain(geometries: Sequence[LayerGeometry], weight_variances: Sequen
         if geometry.kind == "conv":
             interior = (weight_variances[index] * geometry.fan_out / math.prod(geometry.stride)
                         * grad_output[index])
-            padding[index] = grad_input[index] / interior if interior > 0 else 1.0
+            padding[index] = grad_input[index] / interior if 0 < interior < np.inf else 1.0
     return grad_input, grad_output, padding
 
 

@@ -96,6 +96,8 @@ def test_user_model_file(capsys, tmp_path):
     (["--input-shape", "3,x,4"], "--input-shape '3,x,4'"),
     (["--depth", "0"], "--depth must be between"),
     (["--seeds", "0"], "--seeds must be between"),
+    (["--width", "0"], "--width must be between"),
+    (["--batch-size", "0"], "--batch-size must be between"),
     (["--format", "xml"], "--format must be"),
     (["--model", "plian"], "did you mean 'plain'"),
     (["--model", "nopkg_abc.mod:build", "--input-shape", "4"], "importing nopkg_abc.mod failed"),

@@ -155,7 +155,7 @@ def test_a_model_without_conv_or_linear_layers_is_a_clear_error():
 
 def test_a_shape_mismatch_names_the_failing_point():
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(9, 2))
-    with pytest.raises(ProbeError, match=r"input of shape \(2, 4\) after layer '0'"):
+    with pytest.raises(ProbeError, match=r"layer '2' \(Linear\) expects input \(\.\.\., 9\) but got \(2, 8\)"):
         initlab.probe(model, _input(2, 4))
 
 
