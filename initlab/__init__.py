@@ -11,5 +11,5 @@ from .probe import ProbeResult, probe
 from .schemes import apply_init, parse_scheme
 
 __all__ = ["ProbeResult", "apply_init", "mlp", "no_decay_param_groups", "paper_net", "parse_scheme", "plain_net",
-           "probe"]
+           "probe", "theory"]
 __version__ = "0.1.0"

@@ -180,7 +180,7 @@ def probe_command(
     elif output_format == "csv":
         typer.echo(_combined_frame(results).to_csv(index=False), nl=False)
     else:
-        for label, result in results.items():
+        for result in results.values():
             gains = result.gains()
             config = result.config
             typer.echo(f"\n== {model} · init {config['init']} · act {config.get('act') or 'own'} · "

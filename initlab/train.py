@@ -286,7 +286,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
         if checkpoint is not None and rank == 0:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                      "history": history, "slopes": slopes, "config": asdict(config)}
-            atomic_write(checkpoint, lambda temporary: torch.save(state, temporary))
+            atomic_write(checkpoint, lambda temporary, state=state: torch.save(state, temporary))
         if on_epoch is not None:
             on_epoch(pd.DataFrame(history), pd.DataFrame(slopes))
         if not math.isfinite(history[-1]["train_loss"]):

@@ -18,7 +18,6 @@ from initlab import theory
 from initlab.activations import parse_activation
 from initlab.cli import _parse_shape, main
 from initlab.files import atomic_write
-from initlab.probe import ProbeError
 
 
 def run(capsys, *args):

@@ -126,7 +126,7 @@ def test_forward_chain_through_padded_stack_matches_monte_carlo():
     # E[y_L²] matches the padding-exact chain; the plain chain misses it by the border loss.
     torch.manual_seed(8)
     x = torch.randn(4, 8, 6, 6, dtype=torch.float64)
-    layers, q_last = [], []
+    q_last = []
     for _ in range(300):
         h = x
         for _ in range(6):
@@ -222,7 +222,6 @@ def test_backward_log_variance_matches_seed_spread_of_mlp():
             out = out @ (torch.randn(width, width, dtype=torch.float64) * math.sqrt(2.0 / width)).T
             if index < depth - 1:
                 out = F.relu(out)
-        gradients = []
         direction = torch.randn(out.shape, dtype=torch.float64)
         (grad,) = torch.autograd.grad(out, h, direction)
         logs.append(math.log(grad.square().mean().item() / (2.0 * direction.square().mean().item())))

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,7 +14,7 @@ from torch import nn
 import initlab
 from initlab.data import load_dataset
 from initlab.train import (CONVERGED_ERROR_FRACTION, STALL_LOSS_FRACTION, TrainConfig, learning_rate, make_optimizer,
-                           train, train_scheme, verdict)
+                           train_scheme, verdict)
 
 CHANCE = math.log(10)
 
