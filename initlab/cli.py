@@ -523,6 +523,12 @@ def main(argv: list[str] | None = None) -> int:
             raise
         typer.echo(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", err=True)
         return 2
+    except RuntimeError as error:  # e.g. a user model that does not fit the data, met mid-training
+        if _state["debug"]:
+            raise
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        typer.echo(f"error: {type(error).__name__}: {first_line} (initlab --debug … shows the traceback)", err=True)
+        return 2
     except Exception as error:
         # click's UsageError (bad option, missing value): vendored inside typer or not, it carries
         # exit_code 2 and format_message().

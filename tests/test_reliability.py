@@ -223,3 +223,11 @@ def test_debug_does_not_leak_into_the_next_call(capsys):
         main(["--debug", "probe", "--init", "kaimng"])
     code, _, err = run(capsys, "probe", "--init", "kaimng")
     assert code == 2 and "did you mean" in err
+
+
+def test_train_with_a_user_model_that_does_not_fit_the_data_is_one_line(capsys, tmp_path):
+    path = tmp_path / "nets.py"
+    path.write_text(FACTORIES)
+    code, _, err = run(capsys, "train", "--model", f"{path}:good", "--epochs", "1", "--quiet")  # digits are 1×8×8
+    assert code == 2 and "RuntimeError" in err and "--debug" in err
+    assert len(err.strip().splitlines()) == 1
