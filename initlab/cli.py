@@ -38,13 +38,17 @@ INTERRUPTED = "interrupted: files written so far are complete (train: up to the 
 DEFAULT_INITS = "xavier-fanin,kaiming"
 
 
-@app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
-          version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    _state["debug"] = debug
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(f"initlab {__version__} (torch {torch.__version__})")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+          version: bool = typer.Option(False, "--version", help="Print the version and exit.",
+                                       callback=_print_version, is_eager=True)) -> None:
+    _state["debug"] = debug
 
 
 def _split(values: str) -> list[str]:

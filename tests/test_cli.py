@@ -190,3 +190,8 @@ def test_reproduce_quick_writes_every_table_and_figure(capsys, tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "table1: learned PReLU slopes" in out
     assert "QUICK SMOKE RUN" in (tmp_path / "index.html").read_text(encoding="utf-8")
+
+
+def test_version(capsys):
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.startswith("initlab 0.1.0 (torch ")
