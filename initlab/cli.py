@@ -287,6 +287,7 @@ def train_command(
                                 "cifar10:ROOT."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="synthetic: one example's shape."),
     epochs: int = typer.Option(TRAIN_DEFAULTS["epochs"], "--epochs", help="Epochs."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="A budget of optimizer steps instead of --epochs."),
     lr: float = typer.Option(TRAIN_DEFAULTS["lr"], "--lr", help="Initial learning rate."),
     batch_size: int = typer.Option(64, "--batch-size", help="Global batch size (split over torchrun processes)."),
     momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
@@ -322,7 +323,7 @@ def train_command(
     _check_range("--batch-size", batch_size, 1, 1_000_000)
     parse_activation(act)
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
-                         schedule=schedule, seed=seed)
+                         schedule=schedule, seed=seed, steps=steps)
     inits = _init_specs(compare or init, None, False)
     rank, world, ddp_device = _start_distributed()
     target = ddp_device or resolve_device(device)

@@ -82,6 +82,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     schedule: str = "step"  # step | cosine | constant
     seed: int = 0
+    steps: int | None = None  # a budget of optimizer steps instead of whole epochs (the last epoch may be partial)
 
     def __post_init__(self) -> None:
         if self.schedule not in ("step", "cosine", "constant"):
@@ -89,6 +90,8 @@ class TrainConfig:
         for name, low in (("epochs", 1), ("batch_size", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be at least 1, got {self.steps}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if not 0 <= self.momentum < 1 or self.weight_decay < 0:
@@ -222,7 +225,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
     if config.batch_size < world:
         raise ValueError(f"batch size {config.batch_size} is smaller than the {world} processes sharing it")
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
+    total_steps = config.steps if config.steps is not None else steps_per_epoch * config.epochs
+    epochs = math.ceil(total_steps / steps_per_epoch)
     optimizer = make_optimizer(model, config)
     history: list[dict] = []
     slopes: list[dict] = []
@@ -245,7 +249,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
     network = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     network.train()
 
-    for epoch in range(start_epoch, config.epochs + 1):
+    for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
         order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(
             stream_seed(config.seed, SHUFFLE_STREAM + epoch))).to(device)
@@ -254,6 +258,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
         seen = 0
         for batch in range(steps_per_epoch):
             step = (epoch - 1) * steps_per_epoch + batch
+            if step >= total_steps:
+                break
             rate = learning_rate(config, step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = rate

@@ -154,3 +154,13 @@ def test_ctrl_c_leaves_history_and_checkpoint_intact(tmp_path):
     state = torch.load(out / "kaiming" / "checkpoint.pt", weights_only=True)
     assert len(frame) >= 1 and state["epoch"] >= len(frame)  # a later epoch may have been saved just before
     assert not list((out / "kaiming").glob(".*tmp"))
+
+
+def test_a_step_budget_replaces_epochs(digits):
+    seen = []
+    result = train_scheme(_factory, "kaiming", digits, TrainConfig(steps=30, lr=0.01, epochs=99),
+                          on_step=lambda step, total: seen.append((step, total)))
+    assert seen[-1] == (30, 30) and len(seen) == 30
+    assert len(result.history) == 2  # 23 steps per epoch of digits at batch 64: one full epoch and a partial one
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        TrainConfig(steps=0)
