@@ -98,6 +98,14 @@ class _Frontier:
         return _same_memory(tensor, self.tensor) and tensor._version == self.version
 
 
+_LINK_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity, nn.Flatten, nn.Unflatten)
+
+
+def _is_link(module: nn.Module) -> bool:
+    """True for modules a closed-form link may pass through (rectifiers, dropout, views)."""
+    return is_rectifier(module) or isinstance(module, _LINK_TYPES)
+
+
 def _link_factor(module: nn.Module) -> tuple[str, Any] | None:
     """Return (kind, second-moment factor) of a closed-form link module, None for any other."""
     if is_rectifier(module):
@@ -139,7 +147,7 @@ class _Recorder:
             if is_covered(module):
                 self.handles.append(module.register_forward_pre_hook(self._on_layer_input))
                 self.handles.append(module.register_forward_hook(self._on_layer))
-            elif _link_factor(module) is not None:
+            elif _is_link(module):
                 self.handles.append(module.register_forward_pre_hook(self._on_link_input))
                 self.handles.append(module.register_forward_hook(self._on_link_output))
 
@@ -157,10 +165,14 @@ class _Recorder:
 
     def _on_link_output(self, module: nn.Module, args: tuple, output: Any) -> None:
         frontier = self.frontier
-        if frontier is None or not frontier.pending or not isinstance(output, torch.Tensor):
+        if frontier is None or not frontier.pending:
             return
-        kind, factor = _link_factor(module)
-        frontier.tensor, frontier.version, frontier.pending = output, output._version, False
+        frontier.pending = False
+        link = _link_factor(module)
+        if link is None or not isinstance(output, torch.Tensor):
+            return  # e.g. dropout with p = 1: the chain breaks here and the next layer re-anchors
+        kind, factor = link
+        frontier.tensor, frontier.version = output, output._version
         frontier.factors.append(factor)
         frontier.kinds.append(kind)
         frontier.nodes.append(output.grad_fn)
