@@ -384,7 +384,7 @@ def reproduce_command(
       table2   14 layers, ReLU vs PReLU (shared, channel-wise), 3 seeds  (paper: PReLU lower error)
       table1   the learned PReLU slopes per layer  (paper: first layer's slope largest)
     """
-    from .reproduce import reproduce
+    from .reproduce import reproduce, write_paper_report
 
     target = resolve_device(device)
     check_writable_directory(out)
@@ -408,37 +408,9 @@ def reproduce_command(
     atomic_write_text(out / "table1.csv", outcome["table1"].to_csv(index=False))
     summary["table1"] = outcome["table1"].to_dict("records")
     atomic_write_text(out / "reproduce.json", json.dumps(summary, indent=2, default=str))
-    page = _paper_report(outcome, out, quick)
+    page = write_paper_report(outcome, out, quick)
     typer.echo(f"report: {page}", err=True)
     typer.echo(f"wrote {out}/{{figure3,figure2,table2,table1}}.csv and reproduce.json", err=True)
-
-
-def _paper_report(outcome: dict, out: Path, quick: bool) -> Path:
-    from .report import Section, paper_tables_section, probe_section, report_header, training_section, write_html
-
-    figure3 = outcome["figure3"]["experiment"]
-    scale = (f"Scale: the paper trains on ImageNet (224×224, ~80 epochs, 8 GPUs); here digits 8×8 (1797 images), "
-             f"plain nets of width {figure3.width} on two CPU cores, {figure3.epochs} epochs or fewer. Errors are "
-             "validation fractions, not ImageNet top-1 percentages; compare directions, not values.")
-    sections = [
-        probe_section(outcome["probe"], out / "probe", f"Signal and gradient at init: the {figure3.depth}-layer net "
-                      "of Figure 3", figure_title=f"{figure3.depth}-layer plain ReLU net, width {figure3.width}, "
-                      "digits-shaped input 1×8×8"),
-    ]
-    for name in ("figure3", "figure2", "table2"):
-        part = outcome[name]
-        experiment = part["experiment"]
-        heading = name.replace("figure", "Figure ").replace("table", "Table ")
-        sections.append(training_section({label: runs[0] for label, runs in part["results"].items()}, out / name,
-                                         f"{heading}: {experiment.claim}",
-                                         f"Depth {experiment.depth}, curves of seed 0; " + scale,
-                                         figure_title=f"{experiment.depth}-layer plain net on digits, seed 0"))
-    sections.append(paper_tables_section(outcome["table2"]["table"], outcome["table1"], out / "tables", scale))
-    sections.append(Section("Verdict rules", VERDICT_RULES))
-    command = "initlab reproduce --out " + str(out) + (" --quick" if quick else "")
-    header = report_header(command, {"dataset": "digits (scikit-learn, offline)",
-                                     "status": "QUICK SMOKE RUN — not the claims" if quick else "full run"})
-    return write_html(out / "index.html", "initlab: He et al. 2015 reproduced at CPU scale", header, sections)
 
 
 def _run_defaults(out: Path, show: bool) -> None:

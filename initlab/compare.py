@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import theory
+from .files import json_value
 
 HEALTHY_DECADES = 1.0
 # Seed means of these are geometric (so that log10(var_y / var_y_pred) is the mean log ratio);
@@ -293,18 +294,8 @@ def network_summary(frame: pd.DataFrame) -> dict[str, Any]:
     return summary
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 def to_json_dict(result: Any) -> dict[str, Any]:
     """Return ``{"config", "layers", "summary"}`` of a probe result, JSON-ready (NaN → null)."""
-    layers = [{key: _plain(value) for key, value in row.items()} for row in result.summary().to_dict("records")]
-    summary = {key: _plain(value) for key, value in result.gains().items()}
+    layers = [{key: json_value(value) for key, value in row.items()} for row in result.summary().to_dict("records")]
+    summary = {key: json_value(value) for key, value in result.gains().items()}
     return {"config": result.config, "layers": layers, "summary": summary}

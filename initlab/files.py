@@ -6,10 +6,13 @@ truncated file.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+import numpy as np
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -54,3 +57,14 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def json_value(value: Any) -> Any:
+    """Return ``value`` as a plain JSON value: NumPy scalars to Python, NaN and ±inf to None."""
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .data import Dataset, load_dataset
 from .models import ModelRecipe
-from .train import TrainConfig, TrainResult, slope_table, train_scheme
+from .train import VERDICT_RULES, TrainConfig, TrainResult, slope_table, train_scheme
 
 
 @dataclass(frozen=True)
@@ -150,3 +150,33 @@ def probe_trained_architecture(experiment: Experiment, dataset: Dataset, *, devi
         frames[f"{init} / {act}"] = probe(recipe.factory(), example, init=init, seeds=seeds,
                                           device=device or torch.device("cpu")).frame
     return frames
+
+
+def write_paper_report(outcome: dict, out: Path, quick: bool) -> Path:
+    """Write ``out/index.html`` for a ``reproduce`` outcome: the probe, the three training comparisons,
+    the paper's Tables 1 and 2 beside ours with the scale difference stated, and the verdict rules."""
+    from .report import Section, paper_tables_section, probe_section, report_header, training_section, write_html
+
+    figure3 = outcome["figure3"]["experiment"]
+    scale = (f"Scale: the paper trains on ImageNet (224×224, ~80 epochs, 8 GPUs); here digits 8×8 (1797 images), "
+             f"plain nets of width {figure3.width} on two CPU cores, {figure3.epochs} epochs or fewer. Errors are "
+             "validation fractions, not ImageNet top-1 percentages; compare directions, not values.")
+    sections = [
+        probe_section(outcome["probe"], out / "probe", f"Signal and gradient at init: the {figure3.depth}-layer net "
+                      "of Figure 3", figure_title=f"{figure3.depth}-layer plain ReLU net, width {figure3.width}, "
+                      "digits-shaped input 1×8×8"),
+    ]
+    for name in ("figure3", "figure2", "table2"):
+        part = outcome[name]
+        experiment = part["experiment"]
+        heading = name.replace("figure", "Figure ").replace("table", "Table ")
+        sections.append(training_section({label: runs[0] for label, runs in part["results"].items()}, out / name,
+                                         f"{heading}: {experiment.claim}",
+                                         f"Depth {experiment.depth}, curves of seed 0; " + scale,
+                                         figure_title=f"{experiment.depth}-layer plain net on digits, seed 0"))
+    sections.append(paper_tables_section(outcome["table2"]["table"], outcome["table1"], out / "tables", scale))
+    sections.append(Section("Verdict rules", VERDICT_RULES))
+    command = "initlab reproduce --out " + str(out) + (" --quick" if quick else "")
+    header = report_header(command, {"dataset": "digits (scikit-learn, offline)",
+                                     "status": "QUICK SMOKE RUN — not the claims" if quick else "full run"})
+    return write_html(out / "index.html", "initlab: He et al. 2015 reproduced at CPU scale", header, sections)

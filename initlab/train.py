@@ -28,7 +28,7 @@ from torch import nn
 
 from .activations import no_decay_param_groups
 from .data import Dataset
-from .files import atomic_write
+from .files import atomic_write, json_value
 from .schemes import apply_init, stream_seed
 
 SHUFFLE_STREAM = 1000  # + epoch
@@ -138,13 +138,11 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict: verdict, rule, history, final numbers, slopes, config."""
-        def clean(value: Any) -> Any:
-            return None if isinstance(value, float) and not math.isfinite(value) else value
         return {
             "verdict": self.verdict, "reason": self.reason, "rules": VERDICT_RULES,
-            "final_train_loss": clean(self.final_train_loss), "final_val_error": clean(self.final_val_error),
-            "history": [{k: clean(v) for k, v in row.items()} for row in self.history.to_dict("records")],
-            "slopes": [{k: clean(v) for k, v in row.items()} for row in self.slopes.to_dict("records")],
+            "final_train_loss": json_value(self.final_train_loss), "final_val_error": json_value(self.final_val_error),
+            "history": [{k: json_value(v) for k, v in row.items()} for row in self.history.to_dict("records")],
+            "slopes": [{k: json_value(v) for k, v in row.items()} for row in self.slopes.to_dict("records")],
             "config": self.config,
         }
 
