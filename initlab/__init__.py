@@ -4,12 +4,13 @@ Built on He, Zhang, Ren, Sun, "Delving Deep into Rectifiers" (ICCV 2015): PReLU 
 variance-preserving ("He"/"Kaiming") initialization.
 """
 
-from .activations import no_decay_param_groups
 from . import theory
+from .activations import no_decay_param_groups
+from .check import CheckReport, check
 from .models import mlp, paper_net, plain_net
 from .probe import ProbeResult, probe
 from .schemes import apply_init, parse_scheme
 
-__all__ = ["ProbeResult", "apply_init", "mlp", "no_decay_param_groups", "paper_net", "parse_scheme", "plain_net",
+__all__ = ["CheckReport", "ProbeResult", "apply_init", "check", "mlp", "no_decay_param_groups", "paper_net", "parse_scheme", "plain_net",
            "probe", "theory"]
 __version__ = "0.1.0"

@@ -22,10 +22,11 @@ from . import __version__
 from .activations import ACTIVATIONS, parse_activation
 from .data import DATASETS
 from .files import atomic_write_text, check_writable_directory
-from .models import BUILTIN_MODELS, ModelRecipe
+from .check import check
+from .models import BUILTIN_MODELS, ModelRecipe, load_factory
 from .probe import probe, resolve_device
 from .report import plot_variance_vs_depth
-from .schemes import INPUT_STREAM, SCHEMES, parse_scheme, stream_seed
+from .schemes import INPUT_STREAM, SCHEMES, apply_init, parse_scheme, stream_seed
 from .train import VERDICT_RULES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -199,6 +200,71 @@ def probe_command(
     if out is not None:
         written = _write_outputs(results, out, model)
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+
+
+@app.command("check")
+def check_command(
+    model: str = typer.Argument(..., help="package.module:factory, path/to/file.py:factory, or a built-in model "
+                                "(plain, mlp, paper-a/b/c/30)."),
+    input_shape: Optional[str] = typer.Option(None, "--input-shape", help="One example's shape, e.g. 3,224,224 "
+                                              "(the batch is N(0,1)); required for a user model without "
+                                              "--input-factory."),
+    input_factory: Optional[str] = typer.Option(None, "--input-factory", help="package.module:fn or file.py:fn "
+                                                "returning the batch: a tensor, a tuple (positional) or dict "
+                                                "(keyword arguments) of tensors."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Examples in the N(0,1) batch built from --input-shape."),
+    direction: str = typer.Option("forward", "--direction", help="forward (He fan_in, eq. 10) or backward (fan_out, "
+                                  "eq. 14): the condition the init should meet; both verdicts are always judged."),
+    mode: str = typer.Option("train", "--mode", help="Normalization layers in train (batch statistics), eval "
+                             "(running statistics) or as-is mode."),
+    init: Optional[str] = typer.Option(None, "--init", help="Re-initialize first with this scheme (e.g. kaiming) "
+                                       "to see whether a fix works; default: the model's own init."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda when present), cpu or cuda."),
+    output_format: str = typer.Option("text", "--format", help="text or json."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write check.json, layers.csv and check.png here."),
+) -> None:
+    """Pre-training sanity check of any network's init: exit 0 healthy, 1 unhealthy, 2 usage error.
+
+    \b
+    Examples:
+      initlab check mypkg.models:build_net --input-shape 3,224,224
+      initlab check path/to/net.py:make --input-factory path/to/net.py:batch --mode eval
+      initlab check plain --init kaiming --format json
+    """
+    if output_format not in ("text", "json"):
+        raise ValueError(f"--format must be text or json, got {output_format!r}")
+    if input_factory is not None and input_shape is not None:
+        raise ValueError("give --input-shape or --input-factory, not both")
+    _check_range("--batch-size", batch_size, 1, 1_000_000)
+    if init is not None:
+        parse_scheme(init)
+    target = resolve_device(device)
+    if out is not None:
+        check_writable_directory(out)
+    recipe = ModelRecipe(model, input_shape=_parse_shape(input_shape) if input_factory is None else (1,))
+    network = recipe.factory()()
+    if target is not None:
+        network = network.to(target)
+    if init is not None:
+        apply_init(network, init, seed=0)
+    if input_factory is not None:
+        example = load_factory(input_factory)
+    else:
+        example = torch.randn((batch_size, *recipe.example_shape()),
+                              generator=torch.Generator().manual_seed(stream_seed(0, INPUT_STREAM)))
+    report = check(network, example, direction=direction, mode=mode, device=target)
+    if output_format == "json":
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        typer.echo(report.text())
+    if out is not None:
+        written = [atomic_write_text(out / "check.json", json.dumps(report.to_dict(), indent=2)),
+                   atomic_write_text(out / "layers.csv", report.to_frame().to_csv(index=False)),
+                   out / "check.png"]
+        report.plot(out / "check.png")
+        typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
+    if not report.healthy:
+        raise typer.Exit(1)
 
 
 def _tagged(results: dict, frame_of) -> pd.DataFrame:
@@ -481,7 +547,7 @@ def list_command(what: str = typer.Argument("all", help="schemes, activations, m
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return its exit code (0 ok, 2 usage or input error)."""
+    """Run the CLI; return its exit code (0 ok, 1 check found the init unhealthy, 2 usage or input error)."""
     _state["debug"] = False  # set again by --debug; never carried over from an earlier call
     try:
         code = app(args=argv, standalone_mode=False, prog_name="initlab")

@@ -67,34 +67,46 @@ def build_frame(records: list) -> pd.DataFrame:
         backward_slopes = [_slope_from_factor(f) for f in record.backward_links]
         fan_in = np.array([g.fan_in for g in geometries], dtype=float)
         fan_out = np.array([g.fan_out for g in geometries], dtype=float)
-        # The closed-form part of each incoming link: all of it, or the rectifier before a pool.
+        # The closed-form part of each incoming path (all of it, or e.g. the rectifier before a pool).
         prefix = np.array(record.prefix_factors)
         prefix[0] = 1.0
-        link_back = np.append(prefix[1:], 1.0)
+        prefix_backward = np.array(record.prefix_backward_factors)
+        prefix_backward[0] = 1.0
+        link_back = np.append(prefix_backward[1:], 1.0)
+        resets = np.array(record.link_resets, dtype=bool)
         slope_after = [_slope_from_factor(prefix[i + 1]) if i + 1 < count and "rectifier" in record.prefix_kinds[i + 1]
                        else None for i in range(count)]
+        chain_slopes = [_slope_from_factor(f) for f in prefix]
         frames.append(pd.DataFrame({
             "seed": record.seed,
             "index": np.arange(count),
             "name": record.names,
             "kind": record.kinds,
+            "module_type": record.module_types,
+            "weight_count": [g.fan_in * g.out_channels for g in geometries],
             "fan_in": fan_in.astype(int),
             "fan_out": fan_out.astype(int),
             "slope": [np.nan if s is None else s for s in slope_after],
             "link_in": record.link_kinds,
-            "link_prefix_factor": record.prefix_factors,
+            "link_resets": resets,
+            "link_prefix_factor": prefix,
+            "link_prefix_factor_backward": prefix_backward,
             "backward_link_closed": [f is not None for f in record.backward_links],
             "var_w": var_w,
             "var_w_nominal": record.nominal_weight_variance if has_nominal else np.full(count, np.nan),
             "var_w_sampled": sampled_w,
             "bias_second_moment": sampled_b,
             "input_second_moment": stats["input_second_moment"],
+            "input_mean": stats["input_mean"],
+            "rectifier_factor_in": stats["input_rectifier_factor"],
+            "input_unit_mean_abs_max": stats["input_unit_mean_abs_max"],
             "output_variance": stats["output_variance"],
             "var_y": stats["output_second_moment"],
             "var_y_pred": var_y_pred,
             "var_y_pred_sampled": var_y_pred_sampled,
             "padding_factor": padding,
             "padding_factor_backward": padding_backward,
+            "stride_factor": [1.0 / math.prod(g.stride) if g.stride else 1.0 for g in geometries],
             "forward_factor": prefix * fan_in * var_w,
             "grad_output_variance": stats["grad_output_variance"],
             "grad_output_second_moment": stats["grad_output_second_moment"],
@@ -107,13 +119,69 @@ def build_frame(records: list) -> pd.DataFrame:
             "weight_grad_variance": stats["weight_grad_variance"],
             "forward_log_variance": theory.forward_log_variance(geometries, forward_slopes),
             "backward_log_variance": theory.backward_log_variance(geometries, backward_slopes),
-            # the layer-chain gains judged by the verdicts accumulate over every step, anchors too
+            # the layer-chain gains judged by the verdicts accumulate over every step since the last reset
             "forward_log_variance_chain": theory.forward_log_variance(
-                geometries, [None] + [_slope_from_factor(f) for f in prefix[1:]]),
+                geometries, [None if i == 0 or resets[i] else chain_slopes[i] for i in range(count)]),
             "backward_log_variance_chain": theory.backward_log_variance(
-                geometries, [_slope_from_factor(f) for f in prefix[1:]] + [None]),
+                geometries, [None if i + 1 == count or resets[i + 1] else chain_slopes[i + 1] for i in range(count)]),
         }))
     return pd.concat(frames, ignore_index=True)
+
+
+def build_sum_frame(records: list) -> pd.DataFrame:
+    """Return one row per seed × residual sum s = skip + branch, with the sum-of-branches prediction.
+
+    For a branch whose last weights are zero-mean and drawn independently of the skip,
+    E[(skip + branch)²] = E[skip²] + E[branch²] in expectation (the cross term averages to 0);
+    ``second_moment_pred`` is that sum. ``stream`` numbers the chains of sums linked skip to
+    output (a residual stream); ``stream_growth`` is E[s²]/E[skip²] of the stream's first sum, so
+    the stream's last row holds its whole growth. ``grad_second_moment`` is E[Δs²] at the sum.
+    """
+    frames = []
+    for record in records:
+        sums = record.sums
+        count = len(sums["name"])
+        if not count:
+            continue
+        stream, first_skip, depth = np.zeros(count, dtype=int), np.zeros(count), np.zeros(count, dtype=int)
+        streams = 0
+        for position in range(count):
+            previous = sums["previous"][position]
+            if previous < 0:
+                stream[position], first_skip[position], depth[position] = streams, sums["skip_second_moment"][position], 1
+                streams += 1
+            else:
+                stream[position], first_skip[position] = stream[previous], first_skip[previous]
+                depth[position] = depth[previous] + 1
+        frames.append(pd.DataFrame({
+            "seed": record.seed,
+            "index": np.arange(count),
+            "name": sums["name"],
+            "stream": stream,
+            "depth": depth,
+            "skip_second_moment": sums["skip_second_moment"],
+            "branch_second_moment": sums["branch_second_moment"],
+            "second_moment": sums["second_moment"],
+            "second_moment_pred": sums["skip_second_moment"] + sums["branch_second_moment"],
+            "branch_ratio": sums["branch_second_moment"] / sums["skip_second_moment"],
+            "stream_growth": sums["second_moment"] / first_skip,
+            "grad_second_moment": sums["grad_second_moment"],
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SUM_COLUMNS)
+
+
+SUM_COLUMNS = ["seed", "index", "name", "stream", "depth", "skip_second_moment", "branch_second_moment",
+               "second_moment", "second_moment_pred", "branch_ratio", "stream_growth", "grad_second_moment"]
+
+
+def build_dead_frame(records: list) -> pd.DataFrame:
+    """Return one row per seed × ReLU call: its units (channels after a conv, features after a
+    Linear) and the fraction that is zero on every example and position of the batch."""
+    frames = [pd.DataFrame({"seed": record.seed, "name": record.dead_units["name"], "units": record.dead_units["units"],
+                            "dead_fraction": record.dead_units["dead_fraction"]})
+              for record in records if len(record.dead_units["name"])]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["seed", "name", "units", "dead_fraction"])
 
 
 def _log10(values: pd.Series | np.ndarray) -> np.ndarray:
@@ -121,35 +189,49 @@ def _log10(values: pd.Series | np.ndarray) -> np.ndarray:
         return np.log10(np.asarray(values, dtype=float))
 
 
-def _verdict(log10_gain: float, log_variance: float, seeds: int) -> str:
-    """Judge a log10 gain against He's 1, allowing the finite-width drift and spread of the chain."""
+def _judge(log10_gain: float, log_variance: float, seeds: int, log10_fan_ratio: float = 0.0) -> tuple[str, float]:
+    """Return (verdict, excess): a log10 gain judged against He's 1, allowing the finite-width drift
+    and spread of the chain; excess is how many decades beyond the tolerance it lies (≤ 0: healthy).
+
+    Anything between 1 and the chain's telescoped fan ratio (∏ n/n̂ forward, ∏ n̂/n backward) is
+    He-healthy too: that is what He's init for the other direction gives (paper §2.2, c_2/d_L).
+    """
     if np.isnan(log10_gain):
-        return "non-finite"
+        return "non-finite", np.inf
     if not np.isfinite(log10_gain):
-        return "vanishing" if log10_gain == -np.inf else "exploding"
+        return ("vanishing" if log10_gain == -np.inf else "exploding"), np.inf
     low, high = theory.log10_band(log_variance, seeds)
     center = 0.5 * (low + high)
     tolerance = max(HEALTHY_DECADES, 0.5 * (high - low))
-    if log10_gain < center - tolerance:
-        return "vanishing"
-    if log10_gain > center + tolerance:
-        return "exploding"
-    return "healthy"
+    low_end, high_end = center + min(0.0, log10_fan_ratio), center + max(0.0, log10_fan_ratio)
+    excess = max(low_end - log10_gain, log10_gain - high_end) - tolerance
+    if excess <= 0:
+        return "healthy", excess
+    return ("vanishing" if log10_gain < center else "exploding"), excess
 
 
-def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _verdict(log10_gain: float, log_variance: float, seeds: int) -> str:
+    return _judge(log10_gain, log_variance, seeds)[0]
+
+
+def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return log10 forward and backward gains through the init-controlled chain of one seed.
 
-    Steps over closed-form links are the measured ratios; across a link with no closed form
-    (pooling, normalization, a residual sum) only its closed-form prefix (the rectifier before
-    the pool) and the next layer's own measured step count. Each step is divided by the layer's
-    exact zero-padding factor. Neither chain counts the first layer's own step on the raw input. So an architecture's pooling and borders (both reported on their
-    own) do not pass for an init problem. This is what the verdicts judge.
+    Steps over closed-form links are the measured ratios. Across a pool (no closed form) only
+    the closed-form factors on the path (the rectifier before the pool) and the next layer's own
+    measured step count. A normalization, a residual sum or an op the probe cannot follow resets
+    the chain: the gain restarts with the next layer's own step (the residual stream is judged on
+    its own, see ``network_summary``). Each step is divided by the layer's exact zero-padding
+    factor. Neither chain counts the first layer's own step on the raw input. So an
+    architecture's pooling, borders and normalizations (reported on their own) do not pass for an
+    init problem. This is what the verdicts judge.
     """
     var_y = seed_frame["var_y"].to_numpy()
     grad = seed_frame["grad_var"].to_numpy()
-    closed = (seed_frame["link_in"] != "measured").to_numpy()
+    closed = seed_frame["link_in"].map(_is_closed).to_numpy() & ~seed_frame["link_resets"].to_numpy(dtype=bool)
+    resets = seed_frame["link_resets"].to_numpy(dtype=bool)
     prefix = seed_frame["link_prefix_factor"].to_numpy()
+    prefix_backward = seed_frame["link_prefix_factor_backward"].to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         forward = np.where(closed, var_y / np.roll(var_y, 1),
                            prefix * var_y / seed_frame["input_second_moment"].to_numpy())
@@ -157,23 +239,65 @@ def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
         forward[0] = 1.0
         back_closed = seed_frame["backward_link_closed"].to_numpy()
         backward = np.where(back_closed, grad / np.roll(grad, -1),
-                            np.roll(prefix, -1) * grad / seed_frame["grad_output_second_moment"].to_numpy())
-        backward /= seed_frame["padding_factor_backward"].to_numpy()
+                            np.roll(prefix_backward, -1) * grad / seed_frame["grad_output_second_moment"].to_numpy())
+        # a stride s spreads each output's gradient over 1/s^d of the input positions: subsampling,
+        # like a pool, not the init (He's n̂ = k²·d counts every output a position feeds at stride 1)
+        backward /= seed_frame["padding_factor_backward"].to_numpy() * seed_frame["stride_factor"].to_numpy()
         backward[-1] = 1.0
         # As the paper's eq. 13 (which stops at Δx_2), the first layer's own step onto the raw
         # input does not count: that gradient reaches no parameter. The forward chain likewise
         # starts at y_1, after the first layer's own step.
         backward[0] = 1.0
-        forward_gain = _accumulate(np.log10(forward), var_y)
-        backward_gain = _accumulate(np.log10(backward)[::-1], grad[::-1])[::-1]
-    return forward_gain, backward_gain
+        forward_gain = _accumulate(np.log10(forward), var_y, resets)
+        # going down, layer l restarts where the link into layer l+1 resets
+        backward_resets = np.append(resets[1:], False)[::-1]
+        backward_gain = _accumulate(np.log10(backward)[::-1], grad[::-1], backward_resets)[::-1]
+    # the same chains' telescoped fan ratios, for the other direction's He init
+    fan_ratio = np.log10(seed_frame["fan_in"].to_numpy(dtype=float) / seed_frame["fan_out"].to_numpy(dtype=float))
+    forward_steps, backward_steps = fan_ratio.copy(), -fan_ratio
+    forward_steps[0] = backward_steps[0] = backward_steps[-1] = 0.0
+    ones = np.ones(len(fan_ratio))
+    forward_ratio = _accumulate(forward_steps, ones, resets)
+    backward_ratio = _accumulate(backward_steps[::-1], ones, backward_resets)[::-1]
+    return forward_gain, backward_gain, forward_ratio, backward_ratio
 
 
-def _accumulate(log_steps: np.ndarray, measured: np.ndarray) -> np.ndarray:
-    """Return the running sum of log10 steps; −inf from the first statistic that underflowed to 0
-    (float32 holds second moments down to ~1e−38) and NaN from the first non-finite one."""
+def _residual_branch(seed_frame: pd.DataFrame) -> np.ndarray:
+    """True for layers of a chain segment whose output is added to a residual stream as a branch.
+
+    Such a segment's gain is the branch's weight in the stream, which the stream's own growth
+    judges (``stream_summary``); on its own it does not tell whether the signal gets through.
+    """
+    kinds = seed_frame["link_in"].tolist()
+    resets = seed_frame["link_resets"].to_numpy(dtype=bool)
+    flags, segment = np.zeros(len(kinds), dtype=bool), []
+    for position in range(len(kinds)):
+        segment.append(position)
+        ends = position + 1 == len(kinds) or resets[position + 1]
+        if ends:
+            following = kinds[position + 1].split("+") if position + 1 < len(kinds) else []
+            first_reset = next((kind for kind in following if kind in ("norm", "sum", "other")), None)
+            if first_reset == "sum":
+                flags[segment] = True
+            segment = []
+    return flags
+
+
+def _is_closed(link_kind: str) -> bool:
+    return link_kind not in ("input", "other") and all(kind in CLOSED_KINDS for kind in link_kind.split("+"))
+
+
+CLOSED_KINDS = ("rectifier", "smooth", "dropout", "view", "direct")
+
+
+def _accumulate(log_steps: np.ndarray, measured: np.ndarray, resets: np.ndarray) -> np.ndarray:
+    """Return the running sum of log10 steps, restarted where ``resets``; −inf from the first
+    statistic that underflowed to 0 (float32 holds second moments down to ~1e−38) and NaN from the
+    first non-finite one."""
     total, out = 0.0, np.empty(len(log_steps))
     for position, (step, value) in enumerate(zip(log_steps, measured)):
+        if resets[position] and np.isfinite(total):
+            total = 0.0
         if not np.isfinite(value) or np.isnan(total):
             total = np.nan
         elif value == 0 or total == -np.inf:
@@ -191,13 +315,12 @@ def _with_gains(frame: pd.DataFrame) -> pd.DataFrame:
     last_grad = frame.groupby("seed")["grad_var"].transform(lambda v: v.iloc[-1])
     frame["log10_forward_gain"] = _log10(frame["var_y"] / first)
     frame["log10_backward_gain"] = _log10(frame["grad_var"] / last_grad)
-    forward, backward = [], []
-    for _, seed_frame in frame.groupby("seed", sort=True):
-        chain_forward, chain_backward = _layer_chain_gains(seed_frame)
-        forward.append(chain_forward)
-        backward.append(chain_backward)
-    frame["log10_forward_gain_layers"] = np.concatenate(forward)
-    frame["log10_backward_gain_layers"] = np.concatenate(backward)
+    chains = [_layer_chain_gains(seed_frame) for _, seed_frame in frame.groupby("seed", sort=True)]
+    for position, column in enumerate(("log10_forward_gain_layers", "log10_backward_gain_layers",
+                                       "log10_forward_fan_ratio", "log10_backward_fan_ratio")):
+        frame[column] = np.concatenate([chain[position] for chain in chains])
+    frame["in_residual_branch"] = np.concatenate([_residual_branch(seed_frame) for _, seed_frame in
+                                                  frame.groupby("seed", sort=True)])
     frame["log10_ratio_forward"] = _log10(frame["var_y"] / frame["var_y_pred"])
     frame["log10_ratio_backward"] = _log10(frame["grad_var"] / frame["grad_var_pred"])
     return frame
@@ -228,10 +351,11 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
     for column in ("slope", "var_w", "var_w_sampled", "var_y", "var_y_pred", "var_y_pred_sampled", "padding_factor",
                    "padding_factor_backward", "forward_factor", "grad_var", "grad_var_pred", "grad_var_pred_sampled",
                    "backward_factor", "weight_grad_variance", "log10_forward_gain", "log10_backward_gain",
-                   "log10_forward_gain_layers", "log10_backward_gain_layers", "log10_ratio_forward",
-                   "log10_ratio_backward"):
+                   "log10_forward_gain_layers", "log10_backward_gain_layers", "log10_forward_fan_ratio",
+                   "log10_backward_fan_ratio", "log10_ratio_forward", "log10_ratio_backward"):
         summary[column] = (10.0 ** logs[column].mean().values if column in GEOMETRIC_COLUMNS
                            else mean[column].values)
+    summary["in_residual_branch"] = grouped["in_residual_branch"].first().values
     summary["var_y_mean"] = mean["var_y"].values
     summary["grad_var_mean"] = mean["grad_var"].values
     for direction in ("forward", "backward"):
@@ -240,9 +364,10 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
         summary[f"band_{direction}_high"] = high
         ratio = summary[f"log10_ratio_{direction}"]
         summary[f"within_band_{direction}"] = (ratio >= low) & (ratio <= high)
-        summary[f"verdict_{direction}"] = [_verdict(g, v, seeds) for g, v in
+        summary[f"verdict_{direction}"] = [_judge(g, v, seeds, r)[0] for g, v, r in
                                            zip(summary[f"log10_{direction}_gain_layers"],
-                                               mean[f"{direction}_log_variance_chain"].values)]
+                                               mean[f"{direction}_log_variance_chain"].values,
+                                               summary[f"log10_{direction}_fan_ratio"])]
     summary["verdict"] = [f if f != "healthy" else b for f, b in
                           zip(summary["verdict_forward"], summary["verdict_backward"])]
     non_finite = ~np.isfinite(frame.groupby("index")[["var_y", "grad_var"]].agg(lambda v: v.to_numpy().sum()))
@@ -250,12 +375,58 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
-def network_summary(frame: pd.DataFrame) -> dict[str, Any]:
+def _worst_layer(per_layer: pd.DataFrame, direction: str, seeds: int) -> tuple[str, float, int]:
+    """Return (verdict, log10 chain gain, index) of the layer whose chain gain is furthest outside
+    its tolerance (the most deviating layer when all are healthy)."""
+    judged = [_judge(gain, variance, seeds, ratio) if not branch else ("healthy", -np.inf)
+              for gain, variance, ratio, branch in
+              zip(per_layer[f"log10_{direction}_gain_layers"], per_layer[f"{direction}_log_variance_chain"],
+                  per_layer[f"log10_{direction}_fan_ratio"], per_layer["in_residual_branch"])]
+    position = int(np.argmax([excess for _, excess in judged]))
+    return judged[position][0], float(per_layer[f"log10_{direction}_gain_layers"].iloc[position]), position
+
+
+def stream_summary(sums: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per residual stream (a chain of sums, skip to output): its sums K, forward
+    growth E[s_K²]/E[skip_1²], backward growth E[Δs_1²]/E[Δs_K²] (geometric means over seeds), and
+    verdicts.
+
+    A stream whose branches add what the stream holds grows exponentially (2^K for an
+    unnormalized He ResNet); a normalized branch adds a fixed amount, so the stream grows
+    linearly (K+1). Growth more than ``HEALTHY_DECADES`` above K+1 is ``exploding``.
+    """
+    if sums is None or sums.empty:
+        return pd.DataFrame(columns=["stream", "sums", "first", "last", "forward_growth", "backward_growth",
+                                     "verdict_forward", "verdict_backward"])
+    rows = []
+    for stream, group in sums.groupby("stream", sort=True):
+        forward, backward = [], []
+        for _, chain in group.groupby("seed"):
+            chain = chain.sort_values("depth")
+            forward.append(chain["stream_growth"].iloc[-1])
+            backward.append(chain["grad_second_moment"].iloc[0] / chain["grad_second_moment"].iloc[-1])
+        count = int(group["depth"].max())
+        row = {"stream": stream, "sums": count, "first": group.sort_values("depth")["name"].iloc[0],
+               "last": group.sort_values("depth")["name"].iloc[-1],
+               "forward_growth": float(10.0 ** np.mean(_log10(forward))),
+               "backward_growth": float(10.0 ** np.mean(_log10(backward)))}
+        limit = math.log10(count + 1) + HEALTHY_DECADES
+        for direction in ("forward", "backward"):
+            growth = math.log10(row[f"{direction}_growth"]) if row[f"{direction}_growth"] > 0 else -np.inf
+            row[f"verdict_{direction}"] = ("non-finite" if np.isnan(growth) else
+                                           "exploding" if growth > limit else "healthy")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def network_summary(frame: pd.DataFrame, sums: pd.DataFrame | None = None) -> dict[str, Any]:
     """Return forward/backward gains of the whole net, measured and predicted, with verdicts.
 
     forward_gain = E[y_L²]/E[y_1²]; backward_gain = E[Δx_1²]/E[Δx_L²]; each is the geometric
     mean over seeds, and so is its prediction (the chain's own ratio). ``*_gain_layers`` are the
-    same through the init-controlled chain only (see ``_layer_chain_gains``); verdicts use them.
+    gains through the init-controlled chain (see ``_layer_chain_gains``) at the layer furthest
+    from healthy (``worst_*_layer``); the verdicts judge every layer's chain gain and every
+    residual stream's growth (``stream_summary``) and report the worst.
     """
     seeds = frame["seed"].nunique()
     frame = _with_gains(frame)
@@ -265,28 +436,46 @@ def network_summary(frame: pd.DataFrame) -> dict[str, Any]:
     def geometric(values: pd.Series) -> float:
         return float(10.0 ** np.mean(_log10(values)))
 
-    forward = geometric(last["var_y"] / first["var_y"])
-    backward = geometric(first["grad_var"] / last["grad_var"])
+    per_layer = frame.groupby("index", sort=True)[["log10_forward_gain_layers", "log10_backward_gain_layers",
+                                                   "forward_log_variance_chain", "backward_log_variance_chain",
+                                                   "log10_forward_fan_ratio", "log10_backward_fan_ratio",
+                                                   "in_residual_branch"]].agg(
+        {"log10_forward_gain_layers": "mean", "log10_backward_gain_layers": "mean",
+         "forward_log_variance_chain": "mean", "backward_log_variance_chain": "mean",
+         "log10_forward_fan_ratio": "mean", "log10_backward_fan_ratio": "mean", "in_residual_branch": "first"})
+    names = frame.groupby("index")["name"].first()
     summary = {
-        "forward_gain": forward,
+        "forward_gain": geometric(last["var_y"] / first["var_y"]),
         "forward_gain_pred": geometric(last["var_y_pred"] / first["var_y_pred"]),
-        "backward_gain": backward,
+        "backward_gain": geometric(first["grad_var"] / last["grad_var"]),
         "backward_gain_pred": geometric(first["grad_var_pred"] / last["grad_var_pred"]),
-        "forward_gain_layers": float(10.0 ** last["log10_forward_gain_layers"].mean()),
-        "backward_gain_layers": float(10.0 ** first["log10_backward_gain_layers"].mean()),
         "layers": int(frame["index"].nunique()),
         "seeds": seeds,
     }
-    summary["verdict_forward"] = _verdict(float(last["log10_forward_gain_layers"].mean()),
-                                          float(last["forward_log_variance_chain"].mean()), seeds)
-    summary["verdict_backward"] = _verdict(float(first["log10_backward_gain_layers"].mean()),
-                                           float(first["backward_log_variance_chain"].mean()), seeds)
+    for direction in ("forward", "backward"):
+        verdict, log_gain, position = _worst_layer(per_layer, direction, seeds)
+        summary[f"{direction}_gain_layers"] = float(10.0 ** log_gain)
+        summary[f"worst_{direction}_layer"] = names.iloc[position]
+        summary[f"verdict_{direction}"] = verdict
+    streams = stream_summary(sums)
+    summary["residual_sums"] = int(sums["index"].nunique()) if sums is not None and not sums.empty else 0
+    for direction in ("forward", "backward"):
+        if streams.empty:
+            summary[f"stream_growth_{direction}"] = None
+            summary[f"verdict_stream_{direction}"] = "healthy"
+            continue
+        excess = np.log10(streams[f"{direction}_growth"].to_numpy()) - np.log10(streams["sums"].to_numpy() + 1.0)
+        worst = streams.iloc[int(np.nanargmax(excess)) if np.isfinite(excess).any() else 0]
+        summary[f"stream_growth_{direction}"] = float(worst[f"{direction}_growth"])
+        summary[f"stream_sums_{direction}"] = int(worst["sums"])
+        summary[f"verdict_stream_{direction}"] = worst[f"verdict_{direction}"]
+        if summary[f"verdict_{direction}"] == "healthy":
+            summary[f"verdict_{direction}"] = worst[f"verdict_{direction}"]
     summary["verdict"] = summary["verdict_forward"] if summary["verdict_forward"] != "healthy" \
         else summary["verdict_backward"]
     # where NaN/Inf first appears: the earliest layer going forward, the latest going backward
     bad_forward = frame.loc[~np.isfinite(frame["var_y"]), "index"]
     bad_backward = frame.loc[~np.isfinite(frame["grad_var"]), "index"]
-    names = frame.groupby("index")["name"].first()
     summary["first_non_finite_forward"] = names[bad_forward.min()] if len(bad_forward) else None
     summary["first_non_finite_backward"] = names[bad_backward.max()] if len(bad_backward) else None
     if len(bad_forward) or len(bad_backward):
@@ -298,4 +487,5 @@ def to_json_dict(result: Any) -> dict[str, Any]:
     """Return ``{"config", "layers", "summary"}`` of a probe result, JSON-ready (NaN → null)."""
     layers = [{key: json_value(value) for key, value in row.items()} for row in result.summary().to_dict("records")]
     summary = {key: json_value(value) for key, value in result.gains().items()}
-    return {"config": result.config, "layers": layers, "summary": summary}
+    sums = [{key: json_value(value) for key, value in row.items()} for row in result.sums.to_dict("records")]
+    return {"config": result.config, "layers": layers, "summary": summary, "residual_sums": sums}

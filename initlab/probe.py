@@ -17,6 +17,7 @@ is forked, and every hook is removed, also when the forward raises.
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,10 +26,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
-from .activations import is_rectifier, variance_factor
-from .compare import build_frame, layer_summary, network_summary, to_json_dict
+from .compare import build_dead_frame, build_frame, build_sum_frame, layer_summary, network_summary, to_json_dict
 from .layers import LayerGeometry, geometry, is_covered
 from .schemes import DIRECTION_STREAM, Scheme, adjacent_slopes, apply_init, network_slope, parse_scheme, stream_seed
 
@@ -77,46 +79,121 @@ def _moments(tensor: torch.Tensor, spatial_dims: int) -> tuple[torch.Tensor, tor
     return second - mean.square(), second, second_map
 
 
+def _second_moment(tensor: torch.Tensor) -> torch.Tensor:
+    data = tensor.detach()
+    return (data if data.dtype in (torch.float32, torch.float64) else data.float()).square().mean()
+
+
+def _unit_dim(tensor: torch.Tensor, after_conv: bool) -> int:
+    """Return the dimension that indexes units: channels (dim 1) after a conv, else features (last)."""
+    return 1 if after_conv and tensor.dim() >= 3 else tensor.dim() - 1
+
+
 def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a is b or (a.numel() == b.numel() and a.dtype == b.dtype and a.device == b.device
                       and a.data_ptr() == b.data_ptr())
 
 
+# Link kinds. Closed-form kinds carry the chain's prediction across (their second-moment
+# factors are known); a pool or an eval-mode BatchNorm ("affine") breaks the prediction but not
+# the verdict chain (the layers' own steps still multiply); a normalization or a residual sum
+# resets the verdict chain, as does any op the probe cannot follow ("other").
+CLOSED_KINDS = ("rectifier", "smooth", "dropout", "view")
+RESET_KINDS = ("norm", "sum", "other")
+
+
 @dataclass
 class _Frontier:
-    """The latest covered layer's output as it flows through closed-form link modules."""
+    """A tensor as it flows from its origin (a covered layer or a residual sum) through known ops."""
 
     origin: int
     tensor: torch.Tensor
     version: int
-    factors: list = field(default_factory=list)  # floats or 0-d device tensors
+    factors: list = field(default_factory=list)  # forward second-moment factors: floats or 0-d device tensors
+    backward_factors: list = field(default_factory=list)
     kinds: list = field(default_factory=list)
+    factor_kinds: list = field(default_factory=list)  # the kind of each entry of ``factors``
     nodes: list = field(default_factory=list)  # autograd nodes along the path, for fan-out checks
-    pending: bool = False
 
-    def matches(self, tensor: torch.Tensor) -> bool:
-        return _same_memory(tensor, self.tensor) and tensor._version == self.version
+    def matches(self, tensor: Any) -> bool:
+        return isinstance(tensor, torch.Tensor) and _same_memory(tensor, self.tensor) and \
+            tensor._version == self.version
+
+    def advance(self, output: torch.Tensor, kind: str, forward: Any = None, backward: Any = None) -> None:
+        self.tensor, self.version = output, output._version
+        self.kinds.append(kind)
+        if forward is not None:
+            self.factors.append(forward)
+            self.backward_factors.append(backward)
+            self.factor_kinds.append(kind)
+        self.nodes.append(output.grad_fn)
+
+    @property
+    def closed(self) -> bool:
+        return all(kind in CLOSED_KINDS for kind in self.kinds)
+
+    @property
+    def resets(self) -> bool:
+        return any(kind in RESET_KINDS for kind in self.kinds)
 
 
-_LINK_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity, nn.Flatten, nn.Unflatten)
+def _functions(owner: Any, names: str) -> list:
+    return [getattr(owner, name) for name in names.split() if hasattr(owner, name)]
 
 
-def _is_link(module: nn.Module) -> bool:
-    """True for modules a closed-form link may pass through (rectifiers, dropout, views)."""
-    return is_rectifier(module) or isinstance(module, _LINK_TYPES)
+_RELU_OPS = _functions(F, "relu relu_") + _functions(torch, "relu relu_") + _functions(torch.Tensor, "relu relu_")
+_OP_KINDS: dict[Any, str] = {
+    **{op: "relu" for op in _RELU_OPS},
+    **{op: "leaky" for op in _functions(F, "leaky_relu leaky_relu_")},
+    torch.prelu: "prelu",
+    **{op: "smooth" for op in _functions(F, "gelu silu mish elu elu_ selu celu softplus hardswish hardtanh hardtanh_ "
+                                            "relu6 hardsigmoid softsign tanhshrink logsigmoid")
+       + _functions(torch, "tanh tanh_ sigmoid sigmoid_") + _functions(torch.Tensor, "tanh tanh_ sigmoid sigmoid_")},
+    **{op: "dropout" for op in _functions(F, "dropout dropout1d dropout2d dropout3d")},
+    **{op: "view" for op in _functions(torch.Tensor, "view view_as reshape reshape_as flatten unflatten transpose "
+                                                     "permute contiguous squeeze unsqueeze movedim swapaxes clone "
+                                                     "float to type_as")
+       + _functions(torch, "flatten reshape transpose permute squeeze unsqueeze movedim swapaxes clone")
+       + _functions(F, "alpha_dropout feature_alpha_dropout")},
+    **{op: "pool" for op in _functions(F, "max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d "
+                                          "adaptive_avg_pool1d adaptive_avg_pool2d adaptive_avg_pool3d "
+                                          "adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d "
+                                          "lp_pool1d lp_pool2d lp_pool3d")
+       + _functions(torch, "mean amax") + _functions(torch.Tensor, "mean amax")},
+    **{op: "norm" for op in _functions(F, "batch_norm layer_norm group_norm instance_norm rms_norm "
+                                          "local_response_norm normalize")},
+    **{op: "sum" for op in [torch.add, torch.Tensor.add, torch.Tensor.add_]},
+}
+
+# Probabilists' Gauss–Hermite rule: E[h(z)] for z ~ N(0, 1) as Σ w_i·h(z_i), exact for polynomials
+# of degree < 2·80; for the smooth activations' factors on a Gaussian pre-activation.
+_HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
+_HERMITE_WEIGHTS = _HERMITE_WEIGHTS / _HERMITE_WEIGHTS.sum()
 
 
-def _link_factor(module: nn.Module) -> tuple[str, Any] | None:
-    """Return (kind, second-moment factor) of a closed-form link module, None for any other."""
-    if is_rectifier(module):
-        return "rectifier", variance_factor(module)
-    if isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
-        if not module.training or module.p == 0:
-            return "view", 1.0
-        return ("dropout", 1.0 / (1.0 - module.p)) if module.p < 1 else None
-    if isinstance(module, (nn.Identity, nn.Flatten, nn.Unflatten)):
-        return "view", 1.0
-    return None
+def _smooth_factors(func: Callable, args: tuple, kwargs: dict, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (E[f(y)²]/E[y²], E[f'(y)²]) for y ~ N(0, q), by Gauss–Hermite quadrature on the device.
+
+    The activation itself is applied to the quadrature nodes (its extra arguments kept), so any
+    elementwise function is covered with no closed form per function and no host transfer.
+    """
+    device = q.device
+    nodes = torch.as_tensor(_HERMITE_NODES, dtype=torch.float32, device=device)
+    weights = torch.as_tensor(_HERMITE_WEIGHTS, dtype=torch.float32, device=device)
+    scale = q.float().sqrt().detach()
+    with torch.enable_grad():
+        points = (nodes * scale).requires_grad_(True)
+        values = func(points * 1.0, *args[1:], **kwargs)  # * 1.0: in-place variants act on a copy
+        (slope,) = torch.autograd.grad(values.sum(), points)
+    forward = (weights * values.detach().square()).sum() / q.float()
+    backward = (weights * slope.square()).sum()
+    return forward, backward
+
+
+def _argument(args: tuple, kwargs: dict, position: int, name: str, default: Any) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[position] if len(args) > position else default
 
 
 @dataclass
@@ -127,61 +204,197 @@ class _Call:
     geometry: LayerGeometry
     spatial_dims: int
     link: _Frontier | None
-    prefix_factors: list  # closed-form factors of the previous layer's output before the chain broke
+    prefix_factors: list  # closed-form factors on the path from the previous layer's output
+    prefix_backward_factors: list
     prefix_kinds: list
     stats: dict = field(default_factory=dict)
     input_map: torch.Tensor | None = None
     grad_output_map: torch.Tensor | None = None
 
 
+@dataclass
+class _Sum:
+    """A residual sum s = skip + branch of two data-dependent tensors of one shape."""
+
+    index: int
+    name: str
+    previous: int  # the sum whose output (through closed-form ops) is this one's skip; −1: none
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Dead:
+    name: str
+    units: int
+    fraction: torch.Tensor
+
+
+class _Tracker(TorchFunctionMode):
+    """Follows tensors through torch functions during the probed forward (see ``_Recorder.on_op``)."""
+
+    def __init__(self, recorder: "_Recorder"):
+        super().__init__()
+        self.recorder = recorder
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        kind = _OP_KINDS.get(func)
+        if kind is None or self.recorder.inside is not None:
+            return func(*args, **kwargs)
+        return self.recorder.on_op(func, kind, args, kwargs)
+
+
 class _Recorder:
     def __init__(self, model: nn.Module):
         self.calls: list[_Call] = []
-        self.frontier: _Frontier | None = None
+        self.sums: list[_Sum] = []
+        self.dead: list[_Dead] = []
+        self.frontier: _Frontier | None = None  # from the latest covered layer's output
+        self.stream: _Sum | None = None  # the latest residual sum
+        self.stream_aliases: list[tuple[torch.Tensor, int]] = []  # its output and images under closed-form ops
         self.names = {module: name for name, module in model.named_modules()}
         self.seen: Counter = Counter()
         self.handles: list = []
         self.tensor_handles: list = []
+        self.stack: list[nn.Module] = []
+        self.inside: nn.Module | None = None  # a covered layer whose forward is running
         self.entered: tuple[nn.Module, tuple[int, ...]] | None = None  # a covered layer that has not returned
         for module in model.modules():
             if is_covered(module):
                 self.handles.append(module.register_forward_pre_hook(self._on_layer_input))
                 self.handles.append(module.register_forward_hook(self._on_layer))
-            elif _is_link(module):
-                self.handles.append(module.register_forward_pre_hook(self._on_link_input))
-                self.handles.append(module.register_forward_hook(self._on_link_output))
+            else:
+                self.handles.append(module.register_forward_pre_hook(self._push))
+                self.handles.append(module.register_forward_hook(self._pop))
 
     def remove(self) -> None:
         for handle in self.handles + self.tensor_handles:
             handle.remove()
         self.handles.clear()
         self.tensor_handles.clear()
-        self.frontier = None
+        self.frontier = self.stream = None
+        self.stream_aliases = []
 
-    def _on_link_input(self, module: nn.Module, args: tuple) -> None:
-        frontier = self.frontier
-        if frontier is not None:
-            frontier.pending = bool(args) and isinstance(args[0], torch.Tensor) and frontier.matches(args[0])
+    def _push(self, module: nn.Module, args: tuple) -> None:
+        self.stack.append(module)
 
-    def _on_link_output(self, module: nn.Module, args: tuple, output: Any) -> None:
-        frontier = self.frontier
-        if frontier is None or not frontier.pending:
-            return
-        frontier.pending = False
-        link = _link_factor(module)
-        if link is None or not isinstance(output, torch.Tensor):
-            return  # e.g. dropout with p = 1: the chain breaks here and the next layer re-anchors
-        kind, factor = link
-        frontier.tensor, frontier.version = output, output._version
-        frontier.factors.append(factor)
-        frontier.kinds.append(kind)
-        frontier.nodes.append(output.grad_fn)
+    def _pop(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if self.stack and self.stack[-1] is module:
+            self.stack.pop()
 
-    def _on_layer_input(self, module: nn.Module, args: tuple) -> None:
+    def _where(self) -> str:
+        """Name of the innermost module running now ('' for the model itself)."""
+        for module in reversed(self.stack):
+            name = self.names.get(module)
+            if name:
+                return name
+        return "(model)"
+
+    # -- ops between covered layers ------------------------------------------------------------
+
+    def on_op(self, func: Callable, kind: str, args: tuple, kwargs: dict) -> Any:
+        if kind == "sum":
+            return self._on_sum(func, args, kwargs)
+        if func is F.batch_norm and not _argument(args, kwargs, 5, "training", False):
+            kind = "affine"  # eval mode: running statistics, a fixed per-channel map that does not normalize
+        source = args[0] if args else kwargs.get("input")
+        followers = [f for f in (self.frontier,) if f is not None and f.matches(source)]
+        stream_alias = self.stream is not None and kind in ("relu", "leaky", "prelu", "smooth", "dropout", "view") \
+            and self._in_stream(source)
+        forward = backward = None
+        if followers:
+            if kind in ("relu", "leaky", "prelu"):
+                if kind == "prelu":
+                    forward = (0.5 * (1.0 + _argument(args, kwargs, 1, "weight", None).detach().float().square())).mean()
+                else:
+                    slope = float(_argument(args, kwargs, 1, "negative_slope", 0.01)) if kind == "leaky" else 0.0
+                    forward = 0.5 * (1.0 + slope * slope)
+                backward = forward
+            elif kind == "smooth":
+                forward, backward = _smooth_factors(func, args, kwargs, _second_moment(source))
+            elif kind == "dropout":
+                p = float(_argument(args, kwargs, 1, "p", 0.5))
+                training = bool(_argument(args, kwargs, 2, "training", True))
+                if training and p >= 1.0:
+                    followers = []  # everything dropped: no factor; the next layer re-anchors
+                forward = backward = 1.0 / (1.0 - p) if training and 0 < p < 1 else 1.0
+            elif kind == "view":
+                forward = backward = 1.0
+        output = func(*args, **kwargs)
+        if kind == "relu" and isinstance(output, torch.Tensor) and output.dim() >= 2:
+            self._record_dead(output)
+        if isinstance(output, torch.Tensor) and output.is_floating_point():
+            if stream_alias:
+                self.stream_aliases.append((output, output._version))
+            for follower in followers:
+                link_kind = "rectifier" if kind in ("relu", "leaky", "prelu") else kind
+                follower.advance(output, link_kind, forward, backward)
+        return output
+
+    def _in_stream(self, tensor: Any) -> bool:
+        """True if ``tensor`` is the latest sum's output or its image under closed-form ops: a skip."""
+        return isinstance(tensor, torch.Tensor) and any(
+            _same_memory(tensor, alias) and tensor._version == version for alias, version in self.stream_aliases)
+
+    def _record_dead(self, output: torch.Tensor) -> None:
+        after_conv = bool(self.calls) and self.calls[-1].geometry.kind == "conv"
+        dim = _unit_dim(output, after_conv)
+        alive = (output.detach() > 0).movedim(dim, -1).reshape(-1, output.shape[dim]).any(dim=0)
+        name = self._where()
+        self.seen[("dead", name)] += 1
+        if self.seen[("dead", name)] > 1:
+            name = f"{name}#{self.seen[('dead', name)]}"
+        self.dead.append(_Dead(name, int(output.shape[dim]), 1.0 - alive.float().mean()))
+
+    def _on_sum(self, func: Callable, args: tuple, kwargs: dict) -> Any:
+        first = args[0] if args else kwargs.get("input")
+        second = args[1] if len(args) > 1 else kwargs.get("other")
+        if not (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape
+                and first.is_floating_point() and second.is_floating_point() and first.grad_fn is not None
+                and second.grad_fn is not None and kwargs.get("alpha", 1) == 1):
+            return func(*args, **kwargs)  # a bias, a constant or a broadcast: not a sum of branches
+        stream = self.stream if self._in_stream(first) or self._in_stream(second) else None
+        branch_is_first = (self._in_stream(second) if stream is not None
+                           else self.frontier is not None and self.frontier.matches(first))
+        skip, branch = (second, first) if branch_is_first else (first, second)
+        on_layer_path = self.frontier is not None and (self.frontier.matches(first) or self.frontier.matches(second))
+        record = _Sum(len(self.sums), self._where(), stream.index if stream is not None else -1)
+        self.seen[("sum", record.name)] += 1
+        if self.seen[("sum", record.name)] > 1:
+            record.name = f"{record.name}#{self.seen[('sum', record.name)]}"
+        record.stats["skip_second_moment"] = _second_moment(skip)
+        record.stats["branch_second_moment"] = _second_moment(branch)
+        output = func(*args, **kwargs)
+        record.stats["second_moment"] = _second_moment(output)
+        if output.requires_grad:
+            self.tensor_handles.append(output.register_hook(
+                lambda grad, r=record: r.stats.__setitem__("grad_second_moment", _second_moment(grad))))
+        self.sums.append(record)
+        self.stream = record
+        self.stream_aliases = [(output, output._version)]
+        if on_layer_path:
+            self.frontier.advance(output, "sum")
+        return output
+
+    # -- covered layers ------------------------------------------------------------------------
+
+    def _on_layer_input(self, module: nn.Module, args: tuple) -> tuple | None:
+        self.inside = module
         self.entered = (module, tuple(args[0].shape)) if args and isinstance(args[0], torch.Tensor) else None
+        if self.entered is not None and args[0].requires_grad:
+            # A view of the input: its gradient hook sees what this layer hands back, not the sum
+            # over every consumer of the tensor (a residual skip adds its own gradient there).
+            return (args[0].view_as(args[0]), *args[1:])
+        return None
 
     def _on_layer(self, module: nn.Module, args: tuple, output: Any) -> None:
-        self.entered = None
+        try:
+            self._record_layer(module, args, output)
+        finally:
+            self.inside = None  # statistics above run with the tracker paused
+            self.entered = None
+
+    def _record_layer(self, module: nn.Module, args: tuple, output: Any) -> None:
         x = args[0]
         y = output
         index = len(self.calls)
@@ -191,15 +404,21 @@ class _Recorder:
             name = f"{name}#{self.seen[module]}"
         layer_geometry = geometry(module, tuple(x.shape), tuple(y.shape))
         spatial_dims = len(layer_geometry.kernel_size) if layer_geometry.kind == "conv" else 0
-        link = None
-        if self.frontier is not None and self.frontier.matches(x):
-            link = self.frontier
-            if x.grad_fn is not None and (not link.nodes or link.nodes[-1] is not x.grad_fn):
-                link.nodes.append(x.grad_fn)
-        prefix = list(self.frontier.factors) if self.frontier is not None else []
-        prefix_kinds = list(self.frontier.kinds) if self.frontier is not None else []
-        call = _Call(index, name, module, layer_geometry, spatial_dims, link, prefix, prefix_kinds)
+        link = self.frontier if self.frontier is not None and self.frontier.matches(x) else None
+        if link is not None and x.grad_fn is not None and (not link.nodes or link.nodes[-1] is not x.grad_fn):
+            link.nodes.append(x.grad_fn)
+        call = _Call(index, name, module, layer_geometry, spatial_dims, link,
+                     list(link.factors) if link is not None else [],
+                     list(link.backward_factors) if link is not None else [],
+                     list(link.kinds) if link is not None else [])
         _, call.stats["input_second_moment"], call.input_map = _moments(x, spatial_dims)
+        rectifiers = [f for f, kind in zip(call.prefix_factors, link.factor_kinds if link is not None else [])
+                      if kind == "rectifier"]
+        call.stats["input_rectifier_factor"] = math.prod(rectifiers) if rectifiers else float("nan")
+        data = x.detach().float()
+        call.stats["input_mean"] = data.mean()
+        dim = _unit_dim(data, layer_geometry.kind == "conv")
+        call.stats["input_unit_mean_abs_max"] = data.movedim(dim, -1).reshape(-1, data.shape[dim]).mean(0).abs().max()
         call.stats["output_variance"], call.stats["output_second_moment"], _ = _moments(y, spatial_dims)
         if y.requires_grad:
             self.tensor_handles.append(y.register_hook(lambda grad, c=call: self._on_grad_output(c, grad)))
@@ -255,31 +474,72 @@ class PassRecord:
     names: list[str]
     kinds: list[str]
     geometries: list[LayerGeometry]
-    stats: dict[str, np.ndarray]  # per-call arrays, keys _SCALARS + weight/bias/grad stats
+    stats: dict[str, np.ndarray]  # per-call arrays, keys _STAT_NAMES
     input_maps: list[Any]
     grad_output_maps: list[Any]
     forward_links: list[float | None]  # closed-form factor of the link into each call
     backward_links: list[float | None]  # closed-form factor from the next call back to this one
     link_kinds: list[str]
-    prefix_factors: list[float]  # closed-form part of each incoming link (all of it where forward_links has it)
-    prefix_kinds: list[str]  # the closed-form modules in that part, e.g. "rectifier"
+    link_resets: list[bool]  # the verdict chain restarts at this call (normalization, residual sum, other op)
+    prefix_factors: list[float]  # product of the closed-form factors on the incoming path
+    prefix_backward_factors: list[float]
+    prefix_kinds: list[str]  # the kinds on that path, e.g. "rectifier+pool+view"
+    sums: dict[str, np.ndarray]  # per residual sum: names, previous, second moments
+    dead_units: dict[str, np.ndarray]  # per ReLU call: names, units, dead fraction
+    module_types: list[str]
     nominal_weight_variance: np.ndarray | None = None  # the scheme's Var[w] per call; None: no scheme
     nominal_bias_second_moment: np.ndarray | None = None
 
 
-def _run_pass(model: nn.Module, example_input: torch.Tensor,
+ModelInput = Any  # a tensor, a tuple/list of tensors (positional) or a dict of tensors (keywords)
+
+
+def _map_tensors(value: Any, function: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    if isinstance(value, torch.Tensor):
+        return function(value)
+    if isinstance(value, dict):
+        return {key: _map_tensors(item, function) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_tensors(item, function) for item in value)
+    return value
+
+
+def _input_tensors(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for item in value.values() for t in _input_tensors(item)]
+    if isinstance(value, (list, tuple)):
+        return [t for item in value for t in _input_tensors(item)]
+    return []
+
+
+def _call_model(model: nn.Module, inputs: ModelInput) -> Any:
+    if isinstance(inputs, dict):
+        return model(**inputs)
+    if isinstance(inputs, (list, tuple)):
+        return model(*inputs)
+    return model(inputs)
+
+
+def _detached_input(value: torch.Tensor) -> torch.Tensor:
+    copy_ = value.detach().clone()
+    return copy_.requires_grad_(True) if copy_.is_floating_point() or copy_.is_complex() else copy_
+
+
+def _run_pass(model: nn.Module, example_input: ModelInput,
               seed: int) -> tuple[torch.Tensor, _PassLayout, list[nn.Module]]:
     recorder = _Recorder(model)
     calls = recorder.calls
     try:
-        x = example_input.detach().clone()
-        if x.is_floating_point():
-            x.requires_grad_(True)
+        inputs = _map_tensors(example_input, _detached_input)
+        input_tensors = [t for t in _input_tensors(inputs) if t.requires_grad]
         with torch.enable_grad():
             try:
-                output = model(x)
+                with _Tracker(recorder):
+                    output = _call_model(model, inputs)
             except RuntimeError as error:
-                raise ProbeError(_shape_message(error, recorder, x)) from error
+                raise ProbeError(_shape_message(error, recorder, inputs)) from error
         if not calls:
             raise ProbeError("the model has no Conv1d/2d/3d or Linear layer on its forward path: nothing to probe")
         outputs = [t for t in _output_tensors(output) if t.requires_grad]
@@ -290,10 +550,11 @@ def _run_pass(model: nn.Module, example_input: torch.Tensor,
         generator = torch.Generator().manual_seed(stream_seed(seed, DIRECTION_STREAM))
         directions = [torch.randn(t.shape, generator=generator).to(device=t.device, dtype=t.dtype) for t in outputs]
         weights = list(dict.fromkeys(c.module.weight for c in calls if c.module.weight.requires_grad))
-        sources = ([x] if x.requires_grad else []) + weights
+        sources = input_tensors + weights
         grads = torch.autograd.grad(outputs, sources, directions, allow_unused=True)
         weight_grads = dict(zip(map(id, weights), grads[len(sources) - len(weights):]))
-        return _stack(calls, weight_grads), _layout(calls, in_degree, seed), [c.module for c in calls]
+        flat = _stack(calls, recorder.sums, recorder.dead, weight_grads)
+        return flat, _layout(calls, recorder.sums, recorder.dead, in_degree, seed), [c.module for c in calls]
     finally:
         recorder.remove()
 
@@ -305,23 +566,32 @@ def _expected_input(module: nn.Module) -> str:
     return f"(N, {module.in_channels}, {spatial})"
 
 
-def _shape_message(error: RuntimeError, recorder: _Recorder, x: torch.Tensor) -> str:
+def _shape_message(error: RuntimeError, recorder: _Recorder, inputs: ModelInput) -> str:
     """One line: which layer failed, the input shape it expects and the one it got."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    shapes = [tuple(t.shape) for t in _input_tensors(inputs)]
+    given = shapes[0] if len(shapes) == 1 else shapes
     if recorder.entered is not None:
         module, shape = recorder.entered
         name = recorder.names.get(module) or type(module).__name__
         return (f"layer {name!r} ({type(module).__name__}) expects input {_expected_input(module)} but got "
-                f"{shape} (model input {tuple(x.shape)}): {first_line}")
+                f"{shape} (model input {given}): {first_line}")
     after = f" after layer {recorder.calls[-1].name!r}" if recorder.calls else ""
-    return f"the model's forward failed on an input of shape {tuple(x.shape)}{after}: {first_line}"
+    return f"the model's forward failed on an input of shape {given}{after}: {first_line}"
 
 
-def _stack(calls: list[_Call], weight_grads: dict) -> torch.Tensor:
+_STAT_NAMES = list(_SCALARS) + ["input_rectifier_factor", "input_mean", "input_unit_mean_abs_max", "weight_second_moment", "bias_second_moment",
+                                "weight_grad_variance"]
+_SUM_STATS = ("skip_second_moment", "branch_second_moment", "second_moment", "grad_second_moment")
+
+
+def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], weight_grads: dict) -> torch.Tensor:
     """Return every statistic of one pass as one flat float32 tensor on the model's device.
 
-    Layout, per call: the scalars (``_STAT_NAMES``), then the call's closed-form link factors;
-    after all calls, each call's input map and gradient-at-output map. ``_unpack`` reads it back.
+    Layout, per call: the scalars (``_STAT_NAMES``), then the forward and the backward closed-form
+    factors of its incoming path; after all calls, each call's input map and gradient-at-output
+    map; then ``_SUM_STATS`` per residual sum and the dead fraction per ReLU call. ``_unpack``
+    reads it back.
     """
     device = calls[0].module.weight.device
     nan = torch.tensor(float("nan"), device=device)
@@ -329,21 +599,21 @@ def _stack(calls: list[_Call], weight_grads: dict) -> torch.Tensor:
     for call in calls:
         weight = call.module.weight.detach()
         bias = call.module.bias
-        values = [call.stats.get(name, nan) for name in _SCALARS]
-        values.append(weight.float().square().mean())
-        values.append(bias.detach().float().square().mean() if bias is not None else torch.zeros((), device=device))
+        call.stats["weight_second_moment"] = weight.float().square().mean()
+        call.stats["bias_second_moment"] = (bias.detach().float().square().mean() if bias is not None
+                                            else torch.zeros((), device=device))
         grad = weight_grads.get(id(call.module.weight))
-        values.append(grad.float().var(correction=0) if grad is not None else nan)
-        values += call.prefix_factors
+        call.stats["weight_grad_variance"] = grad.float().var(correction=0) if grad is not None else nan
+        values = [call.stats.get(name, nan) for name in _STAT_NAMES]
+        values += call.prefix_factors + call.prefix_backward_factors
         rows.append(torch.stack([torch.as_tensor(v).to(device=device, dtype=torch.float32).reshape(())
                                  for v in values]))
         maps.append(call.input_map)
         maps.append(call.grad_output_map if call.grad_output_map is not None
                     else torch.full(call.geometry.out_spatial, float("nan"), device=device))
-    return torch.cat(rows + [m.reshape(-1).float() for m in maps])
-
-
-_STAT_NAMES = list(_SCALARS) + ["weight_second_moment", "bias_second_moment", "weight_grad_variance"]
+    extras = [record.stats.get(name, nan) for record in sums for name in _SUM_STATS] + [d.fraction for d in dead]
+    extra = [torch.stack([v.to(device=device, dtype=torch.float32).reshape(()) for v in extras])] if extras else []
+    return torch.cat(rows + [m.reshape(-1).float() for m in maps] + extra)
 
 
 @dataclass
@@ -357,27 +627,37 @@ class _PassLayout:
     closed_forward: list[bool]  # the link into call l is closed-form
     closed_backward: list[bool]  # the link from call l+1 back to call l is closed-form
     link_kinds: list[str]
+    link_resets: list[bool]
     prefix_kinds: list[str]
+    sum_names: list[str]
+    sum_previous: list[int]
+    dead_names: list[str]
+    dead_units: list[int]
+    module_types: list[str]
     nominal_weight_variance: np.ndarray | None = None
     nominal_bias_second_moment: np.ndarray | None = None
 
     @property
     def size(self) -> int:
         maps = sum(int(np.prod(g.in_spatial)) + int(np.prod(g.out_spatial)) for g in self.geometries)
-        return len(self.names) * len(_STAT_NAMES) + sum(self.factor_slots) + maps
+        return (len(self.names) * len(_STAT_NAMES) + 2 * sum(self.factor_slots) + maps
+                + len(self.sum_names) * len(_SUM_STATS) + len(self.dead_names))
 
 
-def _layout(calls: list[_Call], in_degree: Counter, seed: int) -> _PassLayout:
-    closed_forward = [c.link is not None and c.link.origin == c.index - 1 for c in calls]
+def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: Counter, seed: int) -> _PassLayout:
+    closed_forward = [c.link is not None and c.link.origin == c.index - 1 and c.link.closed for c in calls]
     # A closed-form link carries gradients back only if nothing else consumed the tensors on it.
     closed_backward = [closed_forward[i + 1] and all(in_degree.get(node, 0) == 1 for node in calls[i + 1].link.nodes
                                                      if node is not None)
                        for i in range(len(calls) - 1)] + [False]
-    link_kinds = ["input" if i == 0 else ("measured" if not closed_forward[i] else
-                  ("+".join(calls[i].link.kinds) or "direct")) for i in range(len(calls))]
+    link_kinds = ["input" if i == 0 else ("+".join(c.prefix_kinds) or "direct") if c.link is not None else "other"
+                  for i, c in enumerate(calls)]
+    link_resets = [i > 0 and (c.link is None or c.link.resets) for i, c in enumerate(calls)]
     return _PassLayout(seed, [c.name for c in calls], [c.geometry for c in calls],
                        [len(c.prefix_factors) for c in calls], closed_forward, closed_backward, link_kinds,
-                       ["+".join(c.prefix_kinds) for c in calls])
+                       link_resets, ["+".join(c.prefix_kinds) for c in calls], [s.name for s in sums],
+                       [s.previous for s in sums], [d.name for d in dead], [d.units for d in dead],
+                       [type(c.module).__name__ for c in calls])
 
 
 def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
@@ -386,13 +666,15 @@ def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
     stats = {name: np.empty(count) for name in _STAT_NAMES}
     offset = 0
     prefix_factors: list[float] = []
+    prefix_backward: list[float] = []
     for position in range(count):
         for name in _STAT_NAMES:
             stats[name][position] = flat[offset]
             offset += 1
         slots = layout.factor_slots[position]
         prefix_factors.append(float(np.prod(flat[offset:offset + slots])))
-        offset += slots
+        prefix_backward.append(float(np.prod(flat[offset + slots:offset + 2 * slots])))
+        offset += 2 * slots
     input_maps, grad_output_maps = [], []
     for geometry_of_call in layout.geometries:
         for target, shape in ((input_maps, geometry_of_call.in_spatial), (grad_output_maps, geometry_of_call.out_spatial)):
@@ -400,11 +682,19 @@ def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
             block = flat[offset:offset + size]
             target.append(block.reshape(shape) if shape else float(block[0]))
             offset += size
+    sum_count = len(layout.sum_names)
+    sum_block = flat[offset:offset + sum_count * len(_SUM_STATS)].reshape(sum_count, len(_SUM_STATS))
+    offset += sum_count * len(_SUM_STATS)
+    sums = {"name": np.array(layout.sum_names, dtype=object), "previous": np.array(layout.sum_previous, dtype=int),
+            **{name: sum_block[:, column] for column, name in enumerate(_SUM_STATS)}}
+    dead_units = {"name": np.array(layout.dead_names, dtype=object), "units": np.array(layout.dead_units, dtype=int),
+                  "dead_fraction": flat[offset:offset + len(layout.dead_names)]}
     forward_links = [f if closed else None for f, closed in zip(prefix_factors, layout.closed_forward)]
-    backward_links = [prefix_factors[i + 1] if layout.closed_backward[i] else None for i in range(count - 1)] + [None]
+    backward_links = [prefix_backward[i + 1] if layout.closed_backward[i] else None for i in range(count - 1)] + [None]
     return PassRecord(layout.seed, layout.names, [g.kind for g in layout.geometries], layout.geometries, stats,
-                      input_maps, grad_output_maps, forward_links, backward_links, layout.link_kinds, prefix_factors,
-                      layout.prefix_kinds, layout.nominal_weight_variance, layout.nominal_bias_second_moment)
+                      input_maps, grad_output_maps, forward_links, backward_links, layout.link_kinds,
+                      layout.link_resets, prefix_factors, prefix_backward, layout.prefix_kinds, sums, dead_units,
+                      layout.module_types, layout.nominal_weight_variance, layout.nominal_bias_second_moment)
 
 
 # -- the public probe --------------------------------------------------------------------------
@@ -420,12 +710,13 @@ def _nominal(record: _PassLayout, modules: list[nn.Module], model: nn.Module, sc
         scheme.bias_variance(g.fan_in, m.bias is not None) for m, g in zip(modules, record.geometries)])
 
 
-def _probe_one(model: nn.Module, example_input: torch.Tensor, seed: int,
+def _probe_one(model: nn.Module, example_input: ModelInput, seed: int,
                scheme: Scheme | None) -> tuple[torch.Tensor, _PassLayout]:
     """Probe one model once; return its statistics (still on the device) and their layout."""
     buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
     try:
-        flat, layout, modules_by_call = _run_pass(model, example_input.to(_model_device(model)), seed)
+        device = _model_device(model)
+        flat, layout, modules_by_call = _run_pass(model, _map_tensors(example_input, lambda t: t.to(device)), seed)
     finally:
         with torch.no_grad():
             for name, buffer in model.named_buffers():
@@ -444,7 +735,22 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def probe(model: nn.Module | Callable[[], nn.Module], example_input: torch.Tensor, *,
+def _resolve_input(example_input: Any) -> ModelInput:
+    """Return the model input: a tensor, a tuple/list (positional) or dict (keyword) of tensors,
+    or what a zero-argument input factory returns."""
+    if callable(example_input) and not isinstance(example_input, torch.Tensor):
+        try:
+            example_input = example_input()
+        except Exception as error:
+            raise ProbeError(f"the input factory raised {type(error).__name__}: {error}") from error
+    tensors = _input_tensors(example_input)
+    if not tensors or not isinstance(example_input, (torch.Tensor, tuple, list, dict)):
+        raise ProbeError("example_input must be a tensor, a tuple/list or dict of tensors, or a factory returning one; "
+                         f"got {type(example_input).__name__}")
+    return example_input
+
+
+def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput | Callable[[], ModelInput], *,
           init: str | Scheme | None = None, seeds: int | Sequence[int] = 1,
           device: str | torch.device | None = None, config: dict | None = None,
           progress: Callable[[int, int], None] | None = None) -> "ProbeResult":
@@ -463,8 +769,6 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: torch.Tenso
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ProbeError(f"seeds must be at least 1, got {seeds!r}")
-    if not isinstance(example_input, torch.Tensor):
-        raise ProbeError(f"example_input must be a tensor, got {type(example_input).__name__}")
     target = resolve_device(device)
     is_factory = not isinstance(model, nn.Module)
     if is_factory and not callable(model):
@@ -472,6 +776,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: torch.Tenso
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     passes: list[tuple[torch.Tensor, _PassLayout]] = []
     with torch.random.fork_rng(devices=cuda_devices):
+        example_input = _resolve_input(example_input)
         for seed in seed_list:
             if is_factory:
                 torch.manual_seed(seed)
@@ -497,12 +802,12 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: torch.Tenso
     for _, layout in passes:
         records.append(_unpack(host[offset:offset + layout.size], layout))
         offset += layout.size
+    first = _input_tensors(example_input)[0]
     device_used = str(target) if target is not None else str(_model_device(model) if not is_factory else "cpu")
     info = {"init": str(scheme) if scheme is not None else "model's own", "seeds": seed_list,
-            "batch_size": int(example_input.shape[0]) if example_input.dim() else 1,
-            "input_shape": list(example_input.shape[1:]), "device": device_used, "direction": DIRECTION}
+            "batch_size": int(first.shape[0]) if first.dim() else 1, "input_shape": list(first.shape[1:]), "device": device_used, "direction": DIRECTION}
     info.update(config or {})
-    return ProbeResult(build_frame(records), info)
+    return ProbeResult(build_frame(records), info, build_sum_frame(records), build_dead_frame(records))
 
 
 @dataclass(frozen=True)
@@ -511,6 +816,8 @@ class ProbeResult:
 
     frame: pd.DataFrame
     config: dict
+    sums: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × residual sum
+    dead_units: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × ReLU call
 
     def to_frame(self) -> pd.DataFrame:
         """Return the tidy per-seed × per-layer frame of measurements and predictions."""
@@ -522,7 +829,7 @@ class ProbeResult:
 
     def gains(self) -> dict:
         """Return the whole net's forward and backward gains, measured and predicted, and verdict."""
-        return network_summary(self.frame)
+        return network_summary(self.frame, self.sums)
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict with keys ``config``, ``layers`` and ``summary``."""

@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -338,3 +339,34 @@ def load_train_folder(folder: Path) -> dict[str, StoredRun]:
     """Return the runs of an ``initlab train --out`` folder (its train.json), by init label."""
     documents = json.loads((Path(folder) / "train.json").read_text())
     return {d["config"].get("init", f"run {i}"): stored_run(d) for i, d in enumerate(documents)}
+
+
+def plot_check(report: Any, path: str | Path | None = None) -> plt.Figure:
+    """Return a two-panel figure of a check: log10 chain gain per layer call, forward and backward,
+    against He's 1 with the ±1 decade tolerance; crosses mark layers that are not healthy, grey
+    dots layers inside residual branches (judged through the stream). Written as PNG to ``path``
+    (atomically) when given; the figure stays open for a notebook."""
+    layers = report.to_frame()
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    for axis, direction in zip(axes, ("forward", "backward")):
+        gains = layers[f"log10_{direction}_gain_layers"].to_numpy()
+        index = layers["index"].to_numpy()
+        branch = layers["in_residual_branch"].to_numpy(dtype=bool)
+        axis.axhspan(-1, 1, color="#2da44e", alpha=0.08, linewidth=0)
+        axis.axhline(0, color="#2da44e", linewidth=1, label="He: gain 1")
+        axis.plot(index[~branch], gains[~branch], marker="o", markersize=3, linewidth=1, color="#0969da",
+                  label="chain gain since the last reset")
+        if branch.any():
+            axis.scatter(index[branch], gains[branch], s=10, color="#8c959f", label="inside a residual branch")
+        bad = (layers[f"verdict_{direction}"].to_numpy() != "healthy") & ~branch
+        if bad.any():
+            axis.scatter(index[bad], gains[bad], marker="x", color="#cf222e", s=36, zorder=3, label="not healthy")
+        axis.set_title(f"{direction}: {getattr(report, f'verdict_{direction}')}", fontsize=11)
+        axis.set_xlabel("layer call (forward order)")
+        axis.set_ylabel("log10 chain gain")
+        axis.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    if path is not None:
+        path = Path(path)
+        atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120))
+    return figure

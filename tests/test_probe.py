@@ -172,8 +172,10 @@ def test_tuple_and_dict_outputs_are_probed():
     frame = initlab.probe(TwoHeads(), _input(4, 8)).to_frame()
     assert len(frame) == 3
     assert frame["grad_var"].notna().all()
-    # torch.relu is functional: no module the probe can see, so the link is marked measured
-    assert list(frame["link_in"]) == ["input", "measured", "measured"]
+    # functional torch.relu is followed (a torch function mode); h then feeds two heads: the first
+    # head gets the closed-form link, the second sees a tensor the probe followed elsewhere
+    assert list(frame["link_in"]) == ["input", "rectifier", "other"]
+    assert list(frame["backward_link_closed"]) == [False, False, False]  # h fans out to both heads
 
 
 def test_slopes_are_read_live_from_prelu_modules():
@@ -190,7 +192,7 @@ def test_slopes_are_read_live_from_prelu_modules():
     assert forward.iloc[2] == pytest.approx(0.5 * (0.5 * 1 + 0.5 * 2))  # mean of ½(1+a_c²) over channels
 
 
-def test_residual_fan_out_makes_the_backward_link_measured():
+def test_residual_sum_resets_the_chain_and_fan_out_opens_the_backward_link():
     class Residual(nn.Module):
         def __init__(self):
             super().__init__()
@@ -201,7 +203,8 @@ def test_residual_fan_out_makes_the_backward_link_measured():
             return self.c(self.b(h) + h)
 
     frame = initlab.probe(Residual(), _input(4, 8)).to_frame()
-    assert list(frame["link_in"]) == ["input", "rectifier", "measured"]
+    assert list(frame["link_in"]) == ["input", "rectifier", "sum"]
+    assert list(frame["link_resets"]) == [False, False, True]
     assert list(frame["backward_link_closed"]) == [False, False, False]  # h feeds b and the sum
 
 

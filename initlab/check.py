@@ -1,0 +1,413 @@
+"""Pre-training sanity check of any ``nn.Module``: does its initialization let signal and gradient through?
+
+``check(model, example_input)`` probes the model as it is (its own weights, one forward and
+backward pass), judges every layer's chain gain and every residual stream (``compare``), and
+names the common misconfigurations with their numbers:
+
+- PyTorch's default Conv/Linear init under a rectifier: n·Var[w] = 1/3, factor ½(1+a²)/3 per layer
+  (1/6 for ReLU);
+- Xavier under a rectifier: n·Var[w] = 1 (the paper's form) or 2n/(n+n̂) (Glorot), factor ½ for ReLU;
+- Kaiming for a slope b ≠ the slope a of the PReLU/leaky ReLU actually there: factor (1+a²)/(1+b²);
+- Kaiming in the fan mode of the other direction: factor n/n̂ per layer forward (n̂/n backward);
+- dead ReLU units at init (never positive on the batch);
+- a first layer fed unnormalized input (E[x²] far from 1, or channel means far from 0);
+- residual streams that grow exponentially, and NaN/Inf.
+
+Each layer's init is identified from its sampled E[w²] against these candidates, within the
+sampling error of a second moment over the layer's weights. The model, its buffers, train/eval
+flags and the RNG state are left as found.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from .compare import HEALTHY_DECADES, stream_summary
+from .probe import ModelInput, ProbeResult, probe
+
+DIRECTIONS = ("forward", "backward")
+MODES = ("train", "eval", "as-is")
+# Fraction of a ReLU's units dead on the whole batch. A zero-mean input kills a unit with
+# probability ~2^-batch; an all-positive input (after a global pool) can kill up to about half of
+# them through the weights' signs alone, which training repairs. More than that is a bias or input problem.
+DEAD_WARNING, DEAD_ERROR = 0.60, 0.90
+INPUT_SECOND_MOMENT_WARNING = (0.1, 10.0)
+INPUT_SECOND_MOMENT_ERROR = (0.01, 100.0)
+
+
+class CheckError(ValueError):
+    """A check that cannot run (bad direction or mode; probe errors are ``ProbeError``)."""
+
+
+class UnhealthyInitError(AssertionError):
+    """Raised by ``CheckReport.assert_healthy`` with the report's verdict lines and findings."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One named problem: what it is, where, its per-layer factor, and the fix."""
+
+    kind: str  # e.g. "torch-default-init", "xavier-under-rectifier", "dead-units"
+    severity: str  # "error" (the check fails) or "warning"
+    message: str
+    fix: str = ""
+    layers: tuple[str, ...] = ()
+    factor: float | None = None  # per-layer second-moment factor, where one applies
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "severity": self.severity, "message": self.message, "fix": self.fix,
+                "layers": list(self.layers), "factor": self.factor}
+
+
+# -- which init does a layer carry? --------------------------------------------------------------
+
+
+def init_candidates(fan_in: int, fan_out: int, slope: float | None) -> dict[str, float]:
+    """Return n·E[w²] of each known init for a layer with these fans next to a rectifier of ``slope``.
+
+    torch-default 1/3 (kaiming_uniform_(a=√5)); xavier-fanin 1 (Var[w] = 1/n); xavier 2n/(n+n̂);
+    kaiming 2/(1+a²) (fan_in) and 2/(1+a²)·n/n̂ (fan_out); kaiming for ReLU, 2, where a ≠ 0.
+    """
+    a = slope or 0.0
+    candidates = {
+        "kaiming": 2.0 / (1.0 + a * a),
+        "xavier-fanin": 1.0,
+        "xavier": 2.0 * fan_in / (fan_in + fan_out),
+        "torch-default": 1.0 / 3.0,
+        "kaiming:mode=fan_out": 2.0 / (1.0 + a * a) * fan_in / fan_out,
+    }
+    if a > 0:
+        candidates["kaiming:a=0"] = 2.0
+    return candidates
+
+
+def identify_init(fan_in: int, fan_out: int, weight_count: int, weight_second_moment: float,
+                  slope: float | None) -> str:
+    """Return the candidate init (``init_candidates``) whose n·Var[w] matches the sampled n·E[w²],
+    or ``"other"``. Tolerance: 3 standard errors of a second moment over the layer's weights
+    (√(2/count) relative for Gaussian weights), at least 8 %."""
+    if not (weight_second_moment > 0 and math.isfinite(weight_second_moment)):
+        return "other"
+    measured = fan_in * weight_second_moment
+    tolerance = max(0.08, 3.0 * math.sqrt(2.0 / max(weight_count, 1)))
+    for name, value in init_candidates(fan_in, fan_out, slope).items():  # He first: ambiguity reads healthy
+        if abs(math.log(measured / value)) <= math.log1p(tolerance):
+            return name
+    return "other"
+
+
+def _slope_of(factor: float) -> float:
+    return math.sqrt(max(2.0 * factor - 1.0, 0.0))
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Result of ``check``: verdicts, findings, the per-layer table and the probe behind them."""
+
+    result: ProbeResult
+    layers: pd.DataFrame
+    findings: tuple[Finding, ...]
+    gains: dict
+    direction: str
+    mode: str
+    streams: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def verdict_forward(self) -> str:
+        return self.gains["verdict_forward"] if self.gains["verdict"] != "non-finite" else "non-finite"
+
+    @property
+    def verdict_backward(self) -> str:
+        return self.gains["verdict_backward"] if self.gains["verdict"] != "non-finite" else "non-finite"
+
+    @property
+    def healthy(self) -> bool:
+        """True when both verdicts are healthy and no finding is an error."""
+        return (self.verdict_forward == "healthy" and self.verdict_backward == "healthy"
+                and not any(f.severity == "error" for f in self.findings))
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return one row per layer call: fans, identified init, factors, chain gains, verdict."""
+        return self.layers.copy()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict: verdicts, findings, layers, residual streams, configuration."""
+        from .files import json_value
+        return {"healthy": self.healthy, "verdict_forward": self.verdict_forward,
+                "verdict_backward": self.verdict_backward, "direction": self.direction, "mode": self.mode,
+                "findings": [f.to_dict() for f in self.findings],
+                "summary": {key: json_value(value) for key, value in self.gains.items()},
+                "layers": [{key: json_value(value) for key, value in row.items()}
+                           for row in self.layers.to_dict("records")],
+                "residual_streams": [{key: json_value(value) for key, value in row.items()}
+                                     for row in self.streams.to_dict("records")],
+                "config": self.result.config}
+
+    def verdict_lines(self) -> list[str]:
+        """Return the short verdict: one line per direction, and one per residual stream set."""
+        gains = self.gains
+        lines = [
+            f"forward:  {self.verdict_forward:<10} worst chain gain {gains['forward_gain_layers']:.3g} "
+            f"at {gains['worst_forward_layer']!r} (He: 1)",
+            f"backward: {self.verdict_backward:<10} worst chain gain {gains['backward_gain_layers']:.3g} "
+            f"at {gains['worst_backward_layer']!r} (He: 1)",
+        ]
+        if gains.get("residual_sums"):
+            lines.append(f"residual: {gains['residual_sums']} sums in {len(self.streams)} stream(s); fastest growth "
+                         f"×{gains['stream_growth_forward']:.3g} forward, ×{gains['stream_growth_backward']:.3g} "
+                         f"backward (linear growth is K+1 over K sums)")
+        return lines
+
+    def text(self) -> str:
+        """Return the report as the CLI prints it: verdicts, then findings with their fixes."""
+        status = "HEALTHY" if self.healthy else "UNHEALTHY"
+        lines = [f"{status}: {type(self).__name__.replace('Report', '')} of {len(self.layers)} layer calls, "
+                 f"normalization in {self.mode} mode, direction checked: {self.direction}"]
+        lines += ["  " + line for line in self.verdict_lines()]
+        for finding in self.findings:
+            lines.append(f"{finding.severity}: {finding.message}")
+            if finding.fix:
+                lines.append(f"  fix: {finding.fix}")
+        if not self.findings:
+            lines.append("no misconfiguration found")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def assert_healthy(self) -> None:
+        """Raise ``UnhealthyInitError`` (an ``AssertionError``) with the report's text if not healthy."""
+        if not self.healthy:
+            raise UnhealthyInitError(self.text())
+
+    def plot(self, path: str | None = None) -> Any:
+        """Return a matplotlib Figure of chain gains against depth; also write it as PNG to ``path``."""
+        from .report import plot_check
+        return plot_check(self, path)
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.healthy else "#cf222e"
+        items = "".join(f"<li><b>{html.escape(f.severity)}</b>: {html.escape(f.message)}"
+                        + (f"<br><i>fix:</i> {html.escape(f.fix)}" if f.fix else "") + "</li>"
+                        for f in self.findings) or "<li>no misconfiguration found</li>"
+        columns = ["name", "kind", "init", "forward_factor", "backward_factor", "log10_forward_gain_layers",
+                   "log10_backward_gain_layers", "verdict"]
+        table = self.layers[columns].to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0)
+        verdicts = "<br>".join(html.escape(line) for line in self.verdict_lines())
+        return (f"<div><p style='color:{colour};font-weight:bold'>{'HEALTHY' if self.healthy else 'UNHEALTHY'}"
+                f" (normalization in {html.escape(self.mode)} mode, direction {html.escape(self.direction)})</p>"
+                f"<p style='font-family:monospace'>{verdicts}</p><ul>{items}</ul>"
+                f"<details><summary>{len(self.layers)} layer calls</summary>{table}</details></div>")
+
+
+# -- the check -----------------------------------------------------------------------------------
+
+
+def check(model: nn.Module, example_input: ModelInput | Callable[[], ModelInput], *, direction: str = "forward",
+          mode: str = "train", device: str | None = None, seed: int = 0) -> CheckReport:
+    """Return a ``CheckReport`` on whether ``model``'s current initialization lets signal and
+    gradient through, with every misconfiguration found named with its numbers.
+
+    ``example_input``: a batch (tensor), a tuple/list (positional) or dict (keyword arguments) of
+    tensors, or a zero-argument factory returning one. ``direction``: which of He's conditions
+    the init should satisfy ("forward": fan_in, eq. 10; "backward": fan_out, eq. 14); both
+    verdicts are always judged. ``mode``: normalization layers in "train" mode (batch statistics,
+    what the first training step sees; the default), "eval" mode (running statistics), or
+    "as-is". ``seed`` draws the output direction of the backward pass.
+    """
+    if direction not in DIRECTIONS:
+        raise CheckError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    if mode not in MODES:
+        raise CheckError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not isinstance(model, nn.Module):
+        raise CheckError(f"check takes an nn.Module, got {type(model).__name__}")
+    flags = {module: module.training for module in model.modules()}
+    try:
+        if mode != "as-is":
+            model.train(mode == "train")
+        result = probe(model, example_input, seeds=[seed], device=device,
+                       config={"check_direction": direction, "normalization_mode": mode})
+    finally:
+        for module, training in flags.items():
+            module.training = training
+    return report_from_probe(result, direction, mode)
+
+
+def report_from_probe(result: ProbeResult, direction: str = "forward", mode: str = "train") -> CheckReport:
+    """Return the ``CheckReport`` of an existing probe result (its first seed's weights)."""
+    summary = result.summary()
+    frame = result.to_frame()
+    first_seed = frame[frame["seed"] == frame["seed"].min()].sort_values("index")
+    gains = result.gains()
+    layers = _layer_table(summary, first_seed)
+    streams = stream_summary(result.sums)
+    findings = _findings(layers, first_seed, result, gains, streams, direction)
+    return CheckReport(result, layers, tuple(findings), gains, direction, mode, streams)
+
+
+def _layer_table(summary: pd.DataFrame, first_seed: pd.DataFrame) -> pd.DataFrame:
+    rectifier_factor = first_seed["rectifier_factor_in"].to_numpy()
+    has_rectifier = np.isfinite(rectifier_factor)
+    feeding = [_slope_of(p) if r else None for p, r in zip(rectifier_factor, has_rectifier)]
+    following = [None if pd.isna(s) else float(s) for s in summary["slope"]]
+    slopes = [f if f is not None else g for f, g in zip(feeding, following)]
+    inits = [identify_init(int(n), int(m), int(c), float(w), s) for n, m, c, w, s in
+             zip(summary["fan_in"], summary["fan_out"], first_seed["weight_count"], summary["var_w_sampled"], slopes)]
+    table = summary[["index", "name", "kind", "link_in", "fan_in", "fan_out"]].copy()
+    table["module"] = first_seed["module_type"].to_numpy()
+    table["init"] = inits
+    table["slope_in"] = [np.nan if s is None else s for s in feeding]
+    table["slope_out"] = summary["slope"].to_numpy()
+    table["var_w"] = summary["var_w_sampled"].to_numpy()
+    table["fan_in_var_w"] = table["fan_in"] * table["var_w"]
+    # He's per-layer factors, ½(1+a²)·n·Var[w] forward and ½(1+a²)·n̂·Var[w] backward, with the
+    # rectifier feeding the layer and the one after it (1 where there is none)
+    rectifier_in = np.where(has_rectifier, rectifier_factor, 1.0)
+    rectifier_out = np.append(rectifier_in[1:], 1.0)
+    table["factor_forward"] = rectifier_in * table["fan_in"] * table["var_w"]
+    table["factor_backward"] = rectifier_out * table["fan_out"] * table["var_w"]
+    table["segment"] = np.cumsum(first_seed["link_resets"].to_numpy(dtype=bool))
+    for column in ("forward_factor", "backward_factor", "var_y", "grad_var", "log10_forward_gain_layers",
+                   "log10_backward_gain_layers", "in_residual_branch", "verdict_forward", "verdict_backward",
+                   "verdict"):
+        table[column] = summary[column].to_numpy()
+    table["rectifier_in"] = has_rectifier
+    return table
+
+
+def _over(rows: pd.DataFrame, factor: float) -> str:
+    """Say what the factor compounds to over the longest run of such layers with no reset between."""
+    longest = int(rows.groupby("segment").size().max())
+    if longest <= 1:
+        return "normalization or residual sums between them keep it from compounding"
+    return f"10^{longest * math.log10(factor):.1f} over the longest chain of {longest} with no normalization between"
+
+
+def _module_names(rows: pd.DataFrame) -> str:
+    kinds = sorted(set(rows["module"]))
+    return "/".join(kinds)
+
+
+def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResult, gains: dict,
+              streams: pd.DataFrame, direction: str) -> list[Finding]:
+    findings: list[Finding] = []
+    unhealthy = {"forward": gains["verdict_forward"] != "healthy", "backward": gains["verdict_backward"] != "healthy"}
+    any_unhealthy = unhealthy["forward"] or unhealthy["backward"]
+    factor_column = "factor_forward" if direction == "forward" else "factor_backward"
+    rectified = layers[layers["rectifier_in"]]
+    slopes = rectified["slope_in"].round(3)
+    slope_text = ", ".join(f"a={s:g}" for s in sorted(set(slopes))) if len(rectified) else "a=0"
+    fix_mode = "fan_in" if direction == "forward" else "fan_out"
+    fix = (f"kaiming, mode {fix_mode}" + (f", {slope_text} for the {_module_names(rectified)} layers' rectifiers"
+                                          if (slopes > 0).any() else "")
+           + f": initlab.apply_init(model, 'kaiming{':mode=fan_out' if direction == 'backward' else ''}') "
+             "(reads each layer's rectifier slope)")
+
+    def add(kind: str, rows: pd.DataFrame, message: str, fix_text: str, counted: bool = True) -> None:
+        factor = float(np.exp(np.log(rows[factor_column].to_numpy()).mean())) if len(rows) else None
+        findings.append(Finding(kind, "error" if (counted and any_unhealthy) else "warning", message, fix_text,
+                                tuple(rows["name"]), factor))
+
+    rows = rectified[rectified["init"] == "torch-default"]
+    if len(rows):
+        factor = float(np.exp(np.log(rows[factor_column]).mean()))
+        add("torch-default-init", rows,
+            f"{len(rows)} {_module_names(rows)} layers use PyTorch's default init: Var[w] = 1/(3·fan_in), factor "
+            f"≈ {factor:.3g} per rectifier layer, {_over(rows, factor)}", fix)
+    for name, text in (("xavier-fanin", "Var[w] = 1/fan_in"), ("xavier", "Var[w] = 2/(fan_in+fan_out)")):
+        rows = rectified[rectified["init"] == name]
+        if len(rows):
+            factor = float(np.exp(np.log(rows[factor_column]).mean()))
+            add("xavier-under-rectifier", rows,
+                f"{len(rows)} {_module_names(rows)} layers use Xavier ({text}) under a rectifier: factor ≈ "
+                f"{factor:.3g} per layer (½(1+a²)·n·Var[w]), {_over(rows, factor)}", fix)
+    rows = rectified[rectified["init"] == "kaiming:a=0"]
+    if len(rows):
+        factor = float(np.exp(np.log(rows[factor_column]).mean()))
+        add("slope-mismatch", rows,
+            f"{len(rows)} {_module_names(rows)} layers follow a PReLU/leaky ReLU ({slope_text}) but are initialized "
+            f"for ReLU (a=0): factor (1+a²) ≈ {factor:.3g} per layer, {_over(rows, factor)}", fix)
+    wrong_mode = "kaiming:mode=fan_out" if direction == "forward" else "kaiming"
+    rows = layers[(layers["init"] == wrong_mode) & (layers["fan_in"] != layers["fan_out"])]
+    if len(rows):
+        ratio = rows["fan_in"] / rows["fan_out"] if direction == "forward" else rows["fan_out"] / rows["fan_in"]
+        total = float(np.prod(ratio))
+        other = "fan_out (backward, eq. 14)" if direction == "forward" else "fan_in (forward, eq. 10)"
+        findings.append(Finding(
+            "fan-mode", "warning",
+            f"{len(rows)} layers use Kaiming with mode {other} while the {direction} direction is checked: factor "
+            f"{'n/n̂' if direction == 'forward' else 'n̂/n'} per layer ({ratio.min():.3g}–{ratio.max():.3g}), "
+            f"{total:.3g} over them (a width ratio, not exponential in depth)",
+            f"kaiming, mode {fix_mode}", tuple(rows["name"]), float(np.exp(np.log(ratio).mean()))))
+    dead = result.dead_units
+    if not dead.empty:
+        for _, row in dead[dead["seed"] == dead["seed"].min()].iterrows():
+            if row["dead_fraction"] > DEAD_WARNING:
+                units = int(row["units"])
+                count = int(round(row["dead_fraction"] * units))
+                findings.append(Finding(
+                    "dead-units", "error" if row["dead_fraction"] >= DEAD_ERROR else "warning",
+                    f"{count} of {units} units of ReLU {row['name']!r} are dead at init (zero on every example of "
+                    f"the batch of {result.config['batch_size']})",
+                    "zero biases and a centred input; check the init of the layer before it", (row["name"],),
+                    None))
+    first = first_seed.iloc[0]
+    second, channel_mean = float(first["input_second_moment"]), float(first["input_unit_mean_abs_max"])
+    if math.isfinite(second):
+        low, high = INPUT_SECOND_MOMENT_ERROR
+        scale_error = not low <= second <= high
+        low, high = INPUT_SECOND_MOMENT_WARNING
+        scale_warning = not low <= second <= high
+        offset = channel_mean > 0.5 * math.sqrt(second)
+        if scale_error or scale_warning or offset:
+            findings.append(Finding(
+                "unnormalized-input", "error" if scale_error else "warning",
+                f"the first layer {first['name']!r} is fed unnormalized input: E[x²] = {second:.3g}, mean "
+                f"{float(first['input_mean']):.3g}, channel means up to {channel_mean:.3g} in size (want E[x²] ≈ 1, "
+                "means ≈ 0)", "normalize the input per channel to mean 0, std 1 (e.g. torchvision's Normalize)",
+                (first["name"],), second))
+    if not streams.empty:
+        for _, stream in streams.iterrows():
+            for stream_direction in DIRECTIONS:
+                if stream[f"verdict_{stream_direction}"] == "exploding":
+                    growth = stream[f"{stream_direction}_growth"]
+                    count = int(stream["sums"])
+                    findings.append(Finding(
+                        "residual-stream-growth", "error",
+                        f"the residual stream from {stream['first']!r} to {stream['last']!r} grows ×{growth:.3g} "
+                        f"{stream_direction} over {count} sums (×{growth ** (1 / count):.3g} per sum; linear growth "
+                        f"would be ×{count + 1})",
+                        "scale each branch's last layer down (zero-init its last BatchNorm weight, or Fixup/SkipInit "
+                        "scaling), or normalize the branches", (stream["first"], stream["last"]),
+                        float(growth ** (1 / count))))
+    if gains["verdict"] == "non-finite":
+        findings.insert(0, Finding(
+            "non-finite", "error",
+            f"NaN/Inf appears: forward first at {gains['first_non_finite_forward']!r}, backward first at "
+            f"{gains['first_non_finite_backward']!r}", "check the init scale and the input for inf/NaN",
+            tuple(n for n in (gains["first_non_finite_forward"], gains["first_non_finite_backward"]) if n), None))
+    for verdict_direction in DIRECTIONS:
+        verdict = gains[f"verdict_{verdict_direction}"]
+        if verdict in ("vanishing", "exploding") and not any(f.severity == "error" and f.kind != "dead-units"
+                                                             for f in findings):
+            layer = gains[f"worst_{verdict_direction}_layer"]
+            gain = gains[f"{verdict_direction}_gain_layers"]
+            findings.append(Finding(
+                f"{verdict_direction}-{verdict}", "error",
+                f"the {verdict_direction} signal is {verdict}: chain gain {gain:.3g} at {layer!r} (more than "
+                f"{HEALTHY_DECADES:g} decade from He's 1 beyond the finite-width band)", fix, (layer,), None))
+    return findings
