@@ -76,12 +76,12 @@ def init_candidates(fan_in: int, fan_out: int, slope: float | None) -> dict[str,
     kaiming 2/(1+a²) (fan_in) and 2/(1+a²)·n/n̂ (fan_out); kaiming for ReLU, 2, where a ≠ 0.
     """
     a = slope or 0.0
-    candidates = {
+    candidates = {  # He's two modes first: where candidates coincide, the layer reads as He
         "kaiming": 2.0 / (1.0 + a * a),
+        "kaiming:mode=fan_out": 2.0 / (1.0 + a * a) * fan_in / fan_out,
         "xavier-fanin": 1.0,
         "xavier": 2.0 * fan_in / (fan_in + fan_out),
         "torch-default": 1.0 / 3.0,
-        "kaiming:mode=fan_out": 2.0 / (1.0 + a * a) * fan_in / fan_out,
     }
     if a > 0:
         candidates["kaiming:a=0"] = 2.0
