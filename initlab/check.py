@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from .compare import HEALTHY_DECADES, stream_summary
+from .compare import HEALTHY_DECADES, slope_from_factor, stream_summary
+from .files import json_records, json_value
 from .probe import ModelInput, ProbeResult, probe
 
 DIRECTIONS = ("forward", "backward")
@@ -103,10 +104,6 @@ def identify_init(fan_in: int, fan_out: int, weight_count: int, weight_second_mo
     return "other"
 
 
-def _slope_of(factor: float) -> float:
-    return math.sqrt(max(2.0 * factor - 1.0, 0.0))
-
-
 # -- the report ----------------------------------------------------------------------------------
 
 
@@ -146,15 +143,11 @@ class CheckReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict: verdicts, findings, layers, residual streams, configuration."""
-        from .files import json_value
         return {"healthy": self.healthy, "verdict_forward": self.verdict_forward,
                 "verdict_backward": self.verdict_backward, "direction": self.direction, "mode": self.mode,
                 "findings": [f.to_dict() for f in self.findings],
                 "summary": {key: json_value(value) for key, value in self.gains.items()},
-                "layers": [{key: json_value(value) for key, value in row.items()}
-                           for row in self.layers.to_dict("records")],
-                "residual_streams": [{key: json_value(value) for key, value in row.items()}
-                                     for row in self.streams.to_dict("records")],
+                "layers": json_records(self.layers), "residual_streams": json_records(self.streams),
                 "config": self.result.config}
 
     def verdict_lines(self) -> list[str]:
@@ -175,7 +168,7 @@ class CheckReport:
     def text(self) -> str:
         """Return the report as the CLI prints it: verdicts, then findings with their fixes."""
         status = "HEALTHY" if self.healthy else "UNHEALTHY"
-        lines = [f"{status}: {type(self).__name__.replace('Report', '')} of {len(self.layers)} layer calls, "
+        lines = [f"{status}: Check of {len(self.layers)} layer calls, "
                  f"normalization in {self.mode} mode, direction checked: {self.direction}"]
         lines += ["  " + line for line in self.verdict_lines()]
         for finding in self.findings:
@@ -262,7 +255,7 @@ def report_from_probe(result: ProbeResult, direction: str = "forward", mode: str
 def _layer_table(summary: pd.DataFrame, first_seed: pd.DataFrame) -> pd.DataFrame:
     rectifier_factor = first_seed["rectifier_factor_in"].to_numpy()
     has_rectifier = np.isfinite(rectifier_factor)
-    feeding = [_slope_of(p) if r else None for p, r in zip(rectifier_factor, has_rectifier)]
+    feeding = [slope_from_factor(p) if r else None for p, r in zip(rectifier_factor, has_rectifier)]
     following = [None if pd.isna(s) else float(s) for s in summary["slope"]]
     slopes = [f if f is not None else g for f, g in zip(feeding, following)]
     inits = [identify_init(int(n), int(m), int(c), float(w), s) for n, m, c, w, s in
@@ -305,8 +298,7 @@ def _module_names(rows: pd.DataFrame) -> str:
 def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResult, gains: dict,
               streams: pd.DataFrame, direction: str) -> list[Finding]:
     findings: list[Finding] = []
-    unhealthy = {"forward": gains["verdict_forward"] != "healthy", "backward": gains["verdict_backward"] != "healthy"}
-    any_unhealthy = unhealthy["forward"] or unhealthy["backward"]
+    any_unhealthy = (gains["verdict_forward"], gains["verdict_backward"]) != ("healthy", "healthy")
     factor_column = "factor_forward" if direction == "forward" else "factor_backward"
     rectified = layers[layers["rectifier_in"]]
     slopes = rectified["slope_in"].round(3)
@@ -317,30 +309,25 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
            + f": initlab.apply_init(model, 'kaiming{':mode=fan_out' if direction == 'backward' else ''}') "
              "(reads each layer's rectifier slope)")
 
-    def add(kind: str, rows: pd.DataFrame, message: str, fix_text: str, counted: bool = True) -> None:
-        factor = float(np.exp(np.log(rows[factor_column].to_numpy()).mean())) if len(rows) else None
-        findings.append(Finding(kind, "error" if (counted and any_unhealthy) else "warning", message, fix_text,
-                                tuple(rows["name"]), factor))
-
-    rows = rectified[rectified["init"] == "torch-default"]
-    if len(rows):
-        factor = float(np.exp(np.log(rows[factor_column]).mean()))
-        add("torch-default-init", rows,
-            f"{len(rows)} {_module_names(rows)} layers use PyTorch's default init: Var[w] = 1/(3·fan_in), factor "
-            f"≈ {factor:.3g} per rectifier layer, {_over(rows, factor)}", fix)
-    for name, text in (("xavier-fanin", "Var[w] = 1/fan_in"), ("xavier", "Var[w] = 2/(fan_in+fan_out)")):
-        rows = rectified[rectified["init"] == name]
+    # (identified init, finding kind, what is wrong); the message goes on with the factor
+    misinits = (
+        ("torch-default", "torch-default-init", "use PyTorch's default init: Var[w] = 1/(3·fan_in), factor ≈ {factor} "
+                                                "per rectifier layer"),
+        ("xavier-fanin", "xavier-under-rectifier", "use Xavier (Var[w] = 1/fan_in) under a rectifier: factor ≈ "
+                                                   "{factor} per layer (½(1+a²)·n·Var[w])"),
+        ("xavier", "xavier-under-rectifier", "use Xavier (Var[w] = 2/(fan_in+fan_out)) under a rectifier: factor ≈ "
+                                             "{factor} per layer (½(1+a²)·n·Var[w])"),
+        ("kaiming:a=0", "slope-mismatch", f"follow a PReLU/leaky ReLU ({slope_text}) but are initialized for ReLU "
+                                          "(a=0): factor (1+a²) ≈ {factor} per layer"),
+    )
+    for init, kind, what in misinits:
+        rows = rectified[rectified["init"] == init]
         if len(rows):
-            factor = float(np.exp(np.log(rows[factor_column]).mean()))
-            add("xavier-under-rectifier", rows,
-                f"{len(rows)} {_module_names(rows)} layers use Xavier ({text}) under a rectifier: factor ≈ "
-                f"{factor:.3g} per layer (½(1+a²)·n·Var[w]), {_over(rows, factor)}", fix)
-    rows = rectified[rectified["init"] == "kaiming:a=0"]
-    if len(rows):
-        factor = float(np.exp(np.log(rows[factor_column]).mean()))
-        add("slope-mismatch", rows,
-            f"{len(rows)} {_module_names(rows)} layers follow a PReLU/leaky ReLU ({slope_text}) but are initialized "
-            f"for ReLU (a=0): factor (1+a²) ≈ {factor:.3g} per layer, {_over(rows, factor)}", fix)
+            factor = float(np.exp(np.log(rows[factor_column].to_numpy()).mean()))
+            findings.append(Finding(
+                kind, "error" if any_unhealthy else "warning",
+                f"{len(rows)} {_module_names(rows)} layers {what.format(factor=f'{factor:.3g}')}, "
+                f"{_over(rows, factor)}", fix, tuple(rows["name"]), factor))
     wrong_mode = "kaiming:mode=fan_out" if direction == "forward" else "kaiming"
     rows = layers[(layers["init"] == wrong_mode) & (layers["fan_in"] != layers["fan_out"])]
     if len(rows):

@@ -27,15 +27,22 @@ import numpy as np
 import pandas as pd
 
 from . import theory
-from .files import json_value
+from .files import json_records, json_value
 
 HEALTHY_DECADES = 1.0
+# Link kinds (the ops between two covered layers, ``link_in`` joins them with "+"). Closed-form
+# kinds carry the chain's prediction across (their second-moment factors are known); a pool or an
+# eval-mode BatchNorm ("affine") breaks the prediction but not the verdict chain (the layers' own
+# steps still multiply); a normalization or a residual sum resets the verdict chain, as does any
+# op the probe cannot follow ("other").
+CLOSED_KINDS = ("rectifier", "smooth", "dropout", "view", "direct")
+RESET_KINDS = ("norm", "sum", "other")
 # Seed means of these are geometric (so that log10(var_y / var_y_pred) is the mean log ratio);
 # ``var_y_mean`` and ``grad_var_mean`` keep the arithmetic means.
 GEOMETRIC_COLUMNS = ("var_y", "var_y_pred", "var_y_pred_sampled", "grad_var", "grad_var_pred", "grad_var_pred_sampled")
 
 
-def _slope_from_factor(factor: float | None) -> float | None:
+def slope_from_factor(factor: float | None) -> float | None:
     """Return the slope a with ½(1+a²) = factor (1 for a view, a linear link)."""
     return None if factor is None else math.sqrt(max(2.0 * factor - 1.0, 0.0))
 
@@ -63,8 +70,8 @@ def build_frame(records: list) -> pd.DataFrame:
                                                             record.grad_output_maps)
         grad_pred_sampled, _, _ = theory.backward_chain(geometries, sampled_w, record.backward_links,
                                                      record.grad_output_maps)
-        forward_slopes = [_slope_from_factor(f) for f in record.forward_links]
-        backward_slopes = [_slope_from_factor(f) for f in record.backward_links]
+        forward_slopes = [slope_from_factor(f) for f in record.forward_links]
+        backward_slopes = [slope_from_factor(f) for f in record.backward_links]
         fan_in = np.array([g.fan_in for g in geometries], dtype=float)
         fan_out = np.array([g.fan_out for g in geometries], dtype=float)
         # The closed-form part of each incoming path (all of it, or e.g. the rectifier before a pool).
@@ -74,9 +81,9 @@ def build_frame(records: list) -> pd.DataFrame:
         prefix_backward[0] = 1.0
         link_back = np.append(prefix_backward[1:], 1.0)
         resets = np.array(record.link_resets, dtype=bool)
-        slope_after = [_slope_from_factor(prefix[i + 1]) if i + 1 < count and "rectifier" in record.prefix_kinds[i + 1]
+        slope_after = [slope_from_factor(prefix[i + 1]) if i + 1 < count and "rectifier" in record.prefix_kinds[i + 1]
                        else None for i in range(count)]
-        chain_slopes = [_slope_from_factor(f) for f in prefix]
+        chain_slopes = [slope_from_factor(f) for f in prefix]
         frames.append(pd.DataFrame({
             "seed": record.seed,
             "index": np.arange(count),
@@ -210,10 +217,6 @@ def _judge(log10_gain: float, log_variance: float, seeds: int, log10_fan_ratio: 
     return ("vanishing" if log10_gain < center else "exploding"), excess
 
 
-def _verdict(log10_gain: float, log_variance: float, seeds: int) -> str:
-    return _judge(log10_gain, log_variance, seeds)[0]
-
-
 def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return log10 forward and backward gains through the init-controlled chain of one seed.
 
@@ -276,7 +279,7 @@ def _residual_branch(seed_frame: pd.DataFrame) -> np.ndarray:
         ends = position + 1 == len(kinds) or resets[position + 1]
         if ends:
             following = kinds[position + 1].split("+") if position + 1 < len(kinds) else []
-            first_reset = next((kind for kind in following if kind in ("norm", "sum", "other")), None)
+            first_reset = next((kind for kind in following if kind in RESET_KINDS), None)
             if first_reset == "sum":
                 flags[segment] = True
             segment = []
@@ -285,9 +288,6 @@ def _residual_branch(seed_frame: pd.DataFrame) -> np.ndarray:
 
 def _is_closed(link_kind: str) -> bool:
     return link_kind not in ("input", "other") and all(kind in CLOSED_KINDS for kind in link_kind.split("+"))
-
-
-CLOSED_KINDS = ("rectifier", "smooth", "dropout", "view", "direct")
 
 
 def _accumulate(log_steps: np.ndarray, measured: np.ndarray, resets: np.ndarray) -> np.ndarray:
@@ -485,7 +485,6 @@ def network_summary(frame: pd.DataFrame, sums: pd.DataFrame | None = None) -> di
 
 def to_json_dict(result: Any) -> dict[str, Any]:
     """Return ``{"config", "layers", "summary"}`` of a probe result, JSON-ready (NaN → null)."""
-    layers = [{key: json_value(value) for key, value in row.items()} for row in result.summary().to_dict("records")]
     summary = {key: json_value(value) for key, value in result.gains().items()}
-    sums = [{key: json_value(value) for key, value in row.items()} for row in result.sums.to_dict("records")]
-    return {"config": result.config, "layers": layers, "summary": summary, "residual_sums": sums}
+    return {"config": result.config, "layers": json_records(result.summary()), "summary": summary,
+            "residual_sums": json_records(result.sums)}

@@ -68,3 +68,8 @@ def json_value(value: Any) -> Any:
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+def json_records(frame: Any) -> list[dict[str, Any]]:
+    """Return a DataFrame's rows as JSON-ready dicts (``json_value`` on every cell)."""
+    return [{key: json_value(value) for key, value in row.items()} for row in frame.to_dict("records")]

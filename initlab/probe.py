@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .compare import build_dead_frame, build_frame, build_sum_frame, layer_summary, network_summary, to_json_dict
+from .compare import CLOSED_KINDS, RESET_KINDS, build_dead_frame, build_frame, build_sum_frame, layer_summary, network_summary, to_json_dict
 from .layers import LayerGeometry, geometry, is_covered
 from .schemes import DIRECTION_STREAM, Scheme, adjacent_slopes, apply_init, network_slope, parse_scheme, stream_seed
 
@@ -94,12 +94,9 @@ def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
                       and a.data_ptr() == b.data_ptr())
 
 
-# Link kinds. Closed-form kinds carry the chain's prediction across (their second-moment
-# factors are known); a pool or an eval-mode BatchNorm ("affine") breaks the prediction but not
-# the verdict chain (the layers' own steps still multiply); a normalization or a residual sum
-# resets the verdict chain, as does any op the probe cannot follow ("other").
-CLOSED_KINDS = ("rectifier", "smooth", "dropout", "view")
-RESET_KINDS = ("norm", "sum", "other")
+# Op kinds that are rectifiers (link kind "rectifier"), and those a residual stream passes through.
+_RECTIFIER_OPS = ("relu", "leaky", "prelu")
+_STREAM_OPS = _RECTIFIER_OPS + ("smooth", "dropout", "view")
 
 
 @dataclass
@@ -299,11 +296,10 @@ class _Recorder:
             kind = "affine"  # eval mode: running statistics, a fixed per-channel map that does not normalize
         source = args[0] if args else kwargs.get("input")
         followers = [f for f in (self.frontier,) if f is not None and f.matches(source)]
-        stream_alias = self.stream is not None and kind in ("relu", "leaky", "prelu", "smooth", "dropout", "view") \
-            and self._in_stream(source)
+        stream_alias = self.stream is not None and kind in _STREAM_OPS and self._in_stream(source)
         forward = backward = None
         if followers:
-            if kind in ("relu", "leaky", "prelu"):
+            if kind in _RECTIFIER_OPS:
                 if kind == "prelu":
                     forward = (0.5 * (1.0 + _argument(args, kwargs, 1, "weight", None).detach().float().square())).mean()
                 else:
@@ -327,9 +323,14 @@ class _Recorder:
             if stream_alias:
                 self.stream_aliases.append((output, output._version))
             for follower in followers:
-                link_kind = "rectifier" if kind in ("relu", "leaky", "prelu") else kind
+                link_kind = "rectifier" if kind in _RECTIFIER_OPS else kind
                 follower.advance(output, link_kind, forward, backward)
         return output
+
+    def _numbered(self, key: Any, name: str) -> str:
+        """Return ``name``, with ``#k`` appended on the k-th (k ≥ 2) call counted under ``key``."""
+        self.seen[key] += 1
+        return name if self.seen[key] == 1 else f"{name}#{self.seen[key]}"
 
     def _in_stream(self, tensor: Any) -> bool:
         """True if ``tensor`` is the latest sum's output or its image under closed-form ops: a skip."""
@@ -340,11 +341,9 @@ class _Recorder:
         after_conv = bool(self.calls) and self.calls[-1].geometry.kind == "conv"
         dim = _unit_dim(output, after_conv)
         alive = (output.detach() > 0).movedim(dim, -1).reshape(-1, output.shape[dim]).any(dim=0)
-        name = self._where()
-        self.seen[("dead", name)] += 1
-        if self.seen[("dead", name)] > 1:
-            name = f"{name}#{self.seen[('dead', name)]}"
-        self.dead.append(_Dead(name, int(output.shape[dim]), 1.0 - alive.float().mean()))
+        where = self._where()
+        self.dead.append(_Dead(self._numbered(("dead", where), where), int(output.shape[dim]),
+                               1.0 - alive.float().mean()))
 
     def _on_sum(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         first = args[0] if args else kwargs.get("input")
@@ -358,10 +357,8 @@ class _Recorder:
                            else self.frontier is not None and self.frontier.matches(first))
         skip, branch = (second, first) if branch_is_first else (first, second)
         on_layer_path = self.frontier is not None and (self.frontier.matches(first) or self.frontier.matches(second))
-        record = _Sum(len(self.sums), self._where(), stream.index if stream is not None else -1)
-        self.seen[("sum", record.name)] += 1
-        if self.seen[("sum", record.name)] > 1:
-            record.name = f"{record.name}#{self.seen[('sum', record.name)]}"
+        where = self._where()
+        record = _Sum(len(self.sums), self._numbered(("sum", where), where), stream.index if stream is not None else -1)
         record.stats["skip_second_moment"] = _second_moment(skip)
         record.stats["branch_second_moment"] = _second_moment(branch)
         output = func(*args, **kwargs)
@@ -398,10 +395,7 @@ class _Recorder:
         x = args[0]
         y = output
         index = len(self.calls)
-        name = self.names.get(module, type(module).__name__) or type(module).__name__
-        self.seen[module] += 1
-        if self.seen[module] > 1:
-            name = f"{name}#{self.seen[module]}"
+        name = self._numbered(module, self.names.get(module, type(module).__name__) or type(module).__name__)
         layer_geometry = geometry(module, tuple(x.shape), tuple(y.shape))
         spatial_dims = len(layer_geometry.kernel_size) if layer_geometry.kind == "conv" else 0
         link = self.frontier if self.frontier is not None and self.frontier.matches(x) else None

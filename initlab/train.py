@@ -28,7 +28,7 @@ from torch import nn
 
 from .activations import no_decay_param_groups
 from .data import Dataset
-from .files import atomic_write, json_value
+from .files import atomic_write, json_records, json_value
 from .schemes import apply_init, stream_seed
 
 SHUFFLE_STREAM = 1000  # + epoch
@@ -141,8 +141,8 @@ class TrainResult:
         return {
             "verdict": self.verdict, "reason": self.reason, "rules": VERDICT_RULES,
             "final_train_loss": json_value(self.final_train_loss), "final_val_error": json_value(self.final_val_error),
-            "history": [{k: json_value(v) for k, v in row.items()} for row in self.history.to_dict("records")],
-            "slopes": [{k: json_value(v) for k, v in row.items()} for row in self.slopes.to_dict("records")],
+            "history": json_records(self.history),
+            "slopes": json_records(self.slopes),
             "config": self.config,
         }
 
