@@ -230,6 +230,8 @@ def check_command(
       initlab check mypkg.models:build_net --input-shape 3,224,224
       initlab check path/to/net.py:make --input-factory path/to/net.py:batch --mode eval
       initlab check plain --init kaiming --format json
+
+    A user factory is called after torch.manual_seed(0), so its own init gives the same weights each run.
     """
     if output_format not in ("text", "json"):
         raise ValueError(f"--format must be text or json, got {output_format!r}")
@@ -242,7 +244,9 @@ def check_command(
     if out is not None:
         check_writable_directory(out)
     recipe = ModelRecipe(model, input_shape=_parse_shape(input_shape) if input_factory is None else (1,))
-    network = recipe.factory()()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # a user factory's own init draws from the global RNG: the same weights each run
+        network = recipe.factory()()
     if target is not None:
         network = network.to(target)
     if init is not None:

@@ -327,6 +327,17 @@ def test_cli_exit_codes_gate_ci(tmp_path, capsys):
         assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_cli_check_of_a_user_factory_is_reproducible(tmp_path, capsys):
+    path = tmp_path / "net.py"
+    path.write_text(NET)
+    documents = []
+    for _ in range(2):
+        assert main(["check", f"{path}:default_net", "--input-shape", "3,16,16", "--format", "json"]) == 1
+        documents.append(json.loads(capsys.readouterr().out))
+    assert documents[0]["summary"] == documents[1]["summary"]
+    assert documents[0]["layers"][1]["var_w"] == documents[1]["layers"][1]["var_w"]
+
+
 # -- real models, when their libraries are installed ----------------------------------------------
 
 
