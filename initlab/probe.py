@@ -62,26 +62,62 @@ def resolve_device(spec: str | torch.device | None) -> torch.device | None:
 # -- capture ---------------------------------------------------------------------------------
 
 
-def _moments(tensor: torch.Tensor, spatial_dims: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return (variance, second moment, per-position second-moment map) of a tensor, in float32.
-
-    E[x²] per position (averaged over batch and channels) and the overall mean are two plain
-    reductions, several times faster on a CPU than ``torch.var_mean`` over the same dims; the
-    variance over all elements follows as E[x²] − E[x]².
-    """
+def _flat(tensor: torch.Tensor) -> torch.Tensor:
     data = tensor.detach()
-    if data.dtype != torch.float32 and data.dtype != torch.float64:
-        data = data.float()
-    reduce = tuple(range(data.dim() - spatial_dims)) if spatial_dims else tuple(range(data.dim()))
-    second_map = data.square().mean(dim=reduce)
-    second = second_map.mean()
-    mean = data.mean()
-    return second - mean.square(), second, second_map
+    return (data if data.dtype in (torch.float32, torch.float64) else data.float()).reshape(-1)
 
 
 def _second_moment(tensor: torch.Tensor) -> torch.Tensor:
+    """E[x²] over all elements, as one dot product (one read of the tensor, no temporary)."""
+    flat = _flat(tensor)
+    return torch.dot(flat, flat) / flat.numel()
+
+
+def _variance_and_second_moment(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Var[x], E[x²]) over all elements: a dot product and a sum, Var = E[x²] − E[x]²."""
+    flat = _flat(tensor)
+    second = torch.dot(flat, flat) / flat.numel()
+    return second - (flat.sum() / flat.numel()).square(), second
+
+
+class _Scratch:
+    """One buffer reused for every elementwise square of a pass: no allocation per layer.
+
+    Squaring into fresh memory costs page faults on a CPU each time; the buffer grows to the
+    largest tensor squared and lives as long as the pass.
+    """
+
+    def __init__(self) -> None:
+        self.buffer: torch.Tensor | None = None
+
+    def square(self, data: torch.Tensor) -> torch.Tensor:
+        if (self.buffer is None or self.buffer.numel() < data.numel() or self.buffer.dtype != data.dtype
+                or self.buffer.device != data.device):
+            self.buffer = torch.empty(data.numel(), dtype=data.dtype, device=data.device)
+        return torch.mul(data, data, out=self.buffer[:data.numel()].view(data.shape))
+
+
+def _second_moment_map(tensor: torch.Tensor, spatial_dims: int, scratch: _Scratch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E[x²] per spatial position, averaged over batch and channels; E[x²] overall).
+
+    One elementwise square into the scratch buffer and one reduction over the leading dims; the
+    overall moment is the mean of the map (every position holds the same number of elements).
+    """
     data = tensor.detach()
-    return (data if data.dtype in (torch.float32, torch.float64) else data.float()).square().mean()
+    if data.dtype not in (torch.float32, torch.float64):
+        data = data.float()
+    positions = math.prod(data.shape[data.dim() - spatial_dims:])
+    squares = scratch.square(data.contiguous()).view(-1, positions)
+    second_map = squares.sum(0).div_(squares.shape[0]).view(data.shape[data.dim() - spatial_dims:])
+    return second_map, second_map.mean()
+
+
+def _unit_means(tensor: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of each unit (channel after a conv, feature otherwise) over every other dimension."""
+    data = tensor.detach()
+    if data.dtype not in (torch.float32, torch.float64):
+        data = data.float()
+    return data.mean(dim=[d for d in range(data.dim()) if d != dim]) if data.dim() > 1 else data
 
 
 def _unit_dim(tensor: torch.Tensor, after_conv: bool) -> int:
@@ -168,6 +204,18 @@ _HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
 _HERMITE_WEIGHTS = _HERMITE_WEIGHTS / _HERMITE_WEIGHTS.sum()
 
 
+_HERMITE_ON_DEVICE: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _hermite_rule(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The quadrature nodes and weights on ``device``, copied there once per process (a host-to-GPU
+    copy synchronizes; once per layer it would stall the GPU at every smooth activation)."""
+    if device not in _HERMITE_ON_DEVICE:
+        _HERMITE_ON_DEVICE[device] = (torch.as_tensor(_HERMITE_NODES, dtype=torch.float32, device=device),
+                                      torch.as_tensor(_HERMITE_WEIGHTS, dtype=torch.float32, device=device))
+    return _HERMITE_ON_DEVICE[device]
+
+
 def _smooth_factors(func: Callable, args: tuple, kwargs: dict, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (E[f(y)²]/E[y²], E[f'(y)²]) for y ~ N(0, q), by Gauss–Hermite quadrature on the device.
 
@@ -175,8 +223,7 @@ def _smooth_factors(func: Callable, args: tuple, kwargs: dict, q: torch.Tensor) 
     elementwise function is covered with no closed form per function and no host transfer.
     """
     device = q.device
-    nodes = torch.as_tensor(_HERMITE_NODES, dtype=torch.float32, device=device)
-    weights = torch.as_tensor(_HERMITE_WEIGHTS, dtype=torch.float32, device=device)
+    nodes, weights = _hermite_rule(device)
     scale = q.float().sqrt().detach()
     with torch.enable_grad():
         points = (nodes * scale).requires_grad_(True)
@@ -251,6 +298,7 @@ class _Recorder:
         self.stream_aliases: list[tuple[torch.Tensor, int]] = []  # its output and images under closed-form ops
         self.names = {module: name for name, module in model.named_modules()}
         self.seen: Counter = Counter()
+        self.scratch = _Scratch()
         self.handles: list = []
         self.tensor_handles: list = []
         self.stack: list[nn.Module] = []
@@ -271,6 +319,7 @@ class _Recorder:
         self.tensor_handles.clear()
         self.frontier = self.stream = None
         self.stream_aliases = []
+        self.scratch = _Scratch()
 
     def _push(self, module: nn.Module, args: tuple) -> None:
         self.stack.append(module)
@@ -340,10 +389,11 @@ class _Recorder:
     def _record_dead(self, output: torch.Tensor) -> None:
         after_conv = bool(self.calls) and self.calls[-1].geometry.kind == "conv"
         dim = _unit_dim(output, after_conv)
-        alive = (output.detach() > 0).movedim(dim, -1).reshape(-1, output.shape[dim]).any(dim=0)
+        # a ReLU's output is ≥ 0, so a unit is dead exactly when its largest output is 0
+        largest = output.detach().amax(dim=[d for d in range(output.dim()) if d != dim])
         where = self._where()
         self.dead.append(_Dead(self._numbered(("dead", where), where), int(output.shape[dim]),
-                               1.0 - alive.float().mean()))
+                               (largest <= 0).float().mean()))
 
     def _on_sum(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         first = args[0] if args else kwargs.get("input")
@@ -405,15 +455,14 @@ class _Recorder:
                      list(link.factors) if link is not None else [],
                      list(link.backward_factors) if link is not None else [],
                      list(link.kinds) if link is not None else [])
-        _, call.stats["input_second_moment"], call.input_map = _moments(x, spatial_dims)
+        call.input_map, call.stats["input_second_moment"] = self._map(x, spatial_dims)
         rectifiers = [f for f, kind in zip(call.prefix_factors, link.factor_kinds if link is not None else [])
                       if kind == "rectifier"]
         call.stats["input_rectifier_factor"] = math.prod(rectifiers) if rectifiers else float("nan")
-        data = x.detach().float()
-        call.stats["input_mean"] = data.mean()
-        dim = _unit_dim(data, layer_geometry.kind == "conv")
-        call.stats["input_unit_mean_abs_max"] = data.movedim(dim, -1).reshape(-1, data.shape[dim]).mean(0).abs().max()
-        call.stats["output_variance"], call.stats["output_second_moment"], _ = _moments(y, spatial_dims)
+        unit_means = _unit_means(x, _unit_dim(x, layer_geometry.kind == "conv"))
+        call.stats["input_mean"] = unit_means.mean()
+        call.stats["input_unit_mean_abs_max"] = unit_means.abs().max()
+        call.stats["output_variance"], call.stats["output_second_moment"] = _variance_and_second_moment(y)
         if y.requires_grad:
             self.tensor_handles.append(y.register_hook(lambda grad, c=call: self._on_grad_output(c, grad)))
         if x.requires_grad:
@@ -421,14 +470,20 @@ class _Recorder:
         self.calls.append(call)
         self.frontier = _Frontier(index, y, y._version, nodes=[y.grad_fn])
 
-    @staticmethod
-    def _on_grad_output(call: _Call, grad: torch.Tensor) -> None:
-        call.stats["grad_output_variance"], call.stats["grad_output_second_moment"], call.grad_output_map = \
-            _moments(grad, call.spatial_dims)
+    def _on_grad_output(self, call: _Call, grad: torch.Tensor) -> None:
+        call.grad_output_map, call.stats["grad_output_second_moment"] = self._map(grad, call.spatial_dims)
+        call.stats["grad_output_variance"] = call.stats["grad_output_second_moment"] - _flat(grad).mean().square()
 
     @staticmethod
     def _on_grad_input(call: _Call, grad: torch.Tensor) -> None:
-        call.stats["grad_input_variance"], call.stats["grad_input_second_moment"], _ = _moments(grad, 0)
+        call.stats["grad_input_variance"], call.stats["grad_input_second_moment"] = _variance_and_second_moment(grad)
+
+    def _map(self, tensor: torch.Tensor, spatial_dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-position map, overall E[x²]); a fully connected layer's map is the scalar itself."""
+        if spatial_dims == 0:
+            second = _second_moment(tensor)
+            return second, second
+        return _second_moment_map(tensor, spatial_dims, self.scratch)
 
 
 def _output_tensors(output: Any) -> list[torch.Tensor]:
@@ -547,8 +602,10 @@ def _run_pass(model: nn.Module, example_input: ModelInput,
         sources = input_tensors + weights
         grads = torch.autograd.grad(outputs, sources, directions, allow_unused=True)
         weight_grads = dict(zip(map(id, weights), grads[len(sources) - len(weights):]))
-        flat = _stack(calls, recorder.sums, recorder.dead, weight_grads)
-        return flat, _layout(calls, recorder.sums, recorder.dead, in_degree, seed), [c.module for c in calls]
+        flat, host_scalars, device_positions = _stack(calls, recorder.sums, recorder.dead, weight_grads)
+        layout = _layout(calls, recorder.sums, recorder.dead, in_degree, seed)
+        layout.host_scalars, layout.device_positions = host_scalars, device_positions
+        return flat, layout, [c.module for c in calls]
     finally:
         recorder.remove()
 
@@ -579,35 +636,39 @@ _STAT_NAMES = list(_SCALARS) + ["input_rectifier_factor", "input_mean", "input_u
 _SUM_STATS = ("skip_second_moment", "branch_second_moment", "second_moment", "grad_second_moment")
 
 
-def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], weight_grads: dict) -> torch.Tensor:
-    """Return every statistic of one pass as one flat float32 tensor on the model's device.
+def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead],
+           weight_grads: dict) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Return every statistic of one pass: (flat float32 device tensor, host scalars, positions).
 
-    Layout, per call: the scalars (``_STAT_NAMES``), then the forward and the backward closed-form
-    factors of its incoming path; after all calls, each call's input map and gradient-at-output
-    map; then ``_SUM_STATS`` per residual sum and the dead fraction per ReLU call. ``_unpack``
-    reads it back.
+    The scalars, in order: per call the ``_STAT_NAMES`` and the forward and backward closed-form
+    factors of its incoming path; then ``_SUM_STATS`` per residual sum and the dead fraction per
+    ReLU call. Those known on the host are in ``host`` (NaN elsewhere); the ones computed on the
+    device open the flat tensor, and ``positions`` says where they go. Each call's input map and
+    gradient-at-output map follow. ``_unpack`` reads it back.
     """
     device = calls[0].module.weight.device
-    nan = torch.tensor(float("nan"), device=device)
-    rows, maps = [], []
+    nan = float("nan")
+    scalars: list = []  # floats and 0-d device tensors, in layout order
+    maps = []
     for call in calls:
-        weight = call.module.weight.detach()
+        weight = call.module.weight
         bias = call.module.bias
-        call.stats["weight_second_moment"] = weight.float().square().mean()
-        call.stats["bias_second_moment"] = (bias.detach().float().square().mean() if bias is not None
-                                            else torch.zeros((), device=device))
-        grad = weight_grads.get(id(call.module.weight))
-        call.stats["weight_grad_variance"] = grad.float().var(correction=0) if grad is not None else nan
-        values = [call.stats.get(name, nan) for name in _STAT_NAMES]
-        values += call.prefix_factors + call.prefix_backward_factors
-        rows.append(torch.stack([torch.as_tensor(v).to(device=device, dtype=torch.float32).reshape(())
-                                 for v in values]))
+        call.stats["weight_second_moment"] = _second_moment(weight)
+        call.stats["bias_second_moment"] = _second_moment(bias) if bias is not None else 0.0
+        grad = weight_grads.get(id(weight))
+        call.stats["weight_grad_variance"] = _variance_and_second_moment(grad)[0] if grad is not None else nan
+        scalars += [call.stats.get(name, nan) for name in _STAT_NAMES]
+        scalars += call.prefix_factors + call.prefix_backward_factors
         maps.append(call.input_map)
         maps.append(call.grad_output_map if call.grad_output_map is not None
-                    else torch.full(call.geometry.out_spatial, float("nan"), device=device))
-    extras = [record.stats.get(name, nan) for record in sums for name in _SUM_STATS] + [d.fraction for d in dead]
-    extra = [torch.stack([v.to(device=device, dtype=torch.float32).reshape(()) for v in extras])] if extras else []
-    return torch.cat(rows + [m.reshape(-1).float() for m in maps] + extra)
+                    else torch.full(call.geometry.out_spatial, nan, device=device))
+    scalars += [record.stats.get(name, nan) for record in sums for name in _SUM_STATS] + [d.fraction for d in dead]
+    # Python floats stay on the host (no copy to the device, which would synchronize on a GPU);
+    # device scalars are stacked in one op, ahead of the maps.
+    positions = np.array([i for i, value in enumerate(scalars) if isinstance(value, torch.Tensor)], dtype=int)
+    host = np.array([nan if isinstance(value, torch.Tensor) else float(value) for value in scalars])
+    on_device = [torch.stack([scalars[i].reshape(()).to(torch.float32) for i in positions])] if len(positions) else []
+    return torch.cat(on_device + [m.reshape(-1).to(torch.float32) for m in maps]), host, positions
 
 
 @dataclass
@@ -628,14 +689,16 @@ class _PassLayout:
     dead_names: list[str]
     dead_units: list[int]
     module_types: list[str]
+    host_scalars: np.ndarray = field(default_factory=lambda: np.empty(0))
+    device_positions: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=int))
     nominal_weight_variance: np.ndarray | None = None
     nominal_bias_second_moment: np.ndarray | None = None
 
     @property
     def size(self) -> int:
+        """Length of the pass's flat device tensor: device scalars, then maps."""
         maps = sum(int(np.prod(g.in_spatial)) + int(np.prod(g.out_spatial)) for g in self.geometries)
-        return (len(self.names) * len(_STAT_NAMES) + 2 * sum(self.factor_slots) + maps
-                + len(self.sum_names) * len(_SUM_STATS) + len(self.dead_names))
+        return len(self.device_positions) + maps
 
 
 def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: Counter, seed: int) -> _PassLayout:
@@ -658,7 +721,9 @@ def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
     """Return the ``PassRecord`` of one pass from its slice of the host copy of the statistics."""
     count = len(layout.names)
     stats = {name: np.empty(count) for name in _STAT_NAMES}
-    offset = 0
+    scalars = layout.host_scalars.copy()
+    scalars[layout.device_positions] = flat[:len(layout.device_positions)]
+    maps, flat, offset = flat[len(layout.device_positions):], scalars, 0
     prefix_factors: list[float] = []
     prefix_backward: list[float] = []
     for position in range(count):
@@ -670,12 +735,13 @@ def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
         prefix_backward.append(float(np.prod(flat[offset + slots:offset + 2 * slots])))
         offset += 2 * slots
     input_maps, grad_output_maps = [], []
+    map_offset = 0
     for geometry_of_call in layout.geometries:
         for target, shape in ((input_maps, geometry_of_call.in_spatial), (grad_output_maps, geometry_of_call.out_spatial)):
             size = int(np.prod(shape)) if shape else 1
-            block = flat[offset:offset + size]
+            block = maps[map_offset:map_offset + size]
             target.append(block.reshape(shape) if shape else float(block[0]))
-            offset += size
+            map_offset += size
     sum_count = len(layout.sum_names)
     sum_block = flat[offset:offset + sum_count * len(_SUM_STATS)].reshape(sum_count, len(_SUM_STATS))
     offset += sum_count * len(_SUM_STATS)
