@@ -128,6 +128,8 @@ def probe_command(
     mode: Optional[str] = typer.Option(None, "--mode", help="fan_in or fan_out: Kaiming's fan mode where --init "
                                        "does not set one."),
     seeds: int = typer.Option(3, "--seeds", help="Seeds 0..N-1: each re-initializes and probes."),
+    batched: str = typer.Option("auto", "--batched", help="Seeds in one stacked pass: auto (on a GPU, for "
+                                "Sequential nets), on, off. Same numbers either way."),
     batch_size: int = typer.Option(64, "--batch-size", help="Examples in the probe batch (N(0,1) input)."),
     stages: int = typer.Option(3, "--stages", help="plain: pooling stages."),
     device: str = typer.Option("auto", "--device", help="auto (cuda when present), cpu or cuda."),
@@ -143,9 +145,12 @@ def probe_command(
       initlab probe --depth 22 --act relu,prelu --init kaiming --out reports/probe22
       initlab probe --model mlp --depth 50 --width 512 --init torch-default --format json
       initlab probe --model mypkg.nets:build --input-shape 3,224,224 --init own,kaiming
+      initlab probe --seeds 64 --batched on --device cuda   # 64 seeds in one stacked pass
     """
     if output_format not in ("table", "json", "csv"):
         raise ValueError(f"--format must be table, json or csv, got {output_format!r}")
+    if batched not in ("auto", "on", "off"):
+        raise ValueError(f"--batched must be auto, on or off, got {batched!r}")
     if mode is not None and mode not in ("fan_in", "fan_out"):
         raise ValueError(f"--mode must be fan_in or fan_out, got {mode!r}")
     _check_range("--depth", depth, 1, 1000)
@@ -177,7 +182,8 @@ def probe_command(
                   "stages": stages if model == "plain" else None, "torch": torch.__version__,
                   "input": "N(0, 1), its own generator stream"}
         results[label] = probe(factory, example, init=None if init_spec == OWN_INIT else init_spec, seeds=seeds,
-                               device=target, config=config, progress=progress)
+                               device=target, config=config, progress=progress,
+                               batched={"auto": None, "on": True, "off": False}[batched])
 
     documents = [result.to_dict() for result in results.values()]
     if output_format == "json":

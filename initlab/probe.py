@@ -32,6 +32,7 @@ from torch.overrides import TorchFunctionMode
 
 from .compare import CLOSED_KINDS, RESET_KINDS, build_dead_frame, build_frame, build_sum_frame, layer_summary, network_summary, to_json_dict
 from .layers import LayerGeometry, geometry, is_covered
+from .stacking import StackingError, repeat_input, stack_models
 from .schemes import DIRECTION_STREAM, Scheme, adjacent_slopes, apply_init, network_slope, parse_scheme, stream_seed
 
 DIRECTION = "gradients: backward of <output, g> for a random Gaussian direction g ~ N(0, 1) at the network output"
@@ -67,17 +68,51 @@ def _flat(tensor: torch.Tensor) -> torch.Tensor:
     return (data if data.dtype in (torch.float32, torch.float64) else data.float()).reshape(-1)
 
 
-def _second_moment(tensor: torch.Tensor) -> torch.Tensor:
-    """E[x²] over all elements, as one dot product (one read of the tensor, no temporary)."""
+def _per_seed(tensor: torch.Tensor, groups: int) -> torch.Tensor:
+    """A stacked tensor (N, S·C, ...) as (N, S, C·...): seed s's elements in [:, s] (``stacking``)."""
+    data = tensor.detach()
+    if data.dtype not in (torch.float32, torch.float64):
+        data = data.float()
+    return data.reshape(data.shape[0], groups, -1)
+
+
+def _second_moment(tensor: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """E[x²] over all elements, as one dot product (one read of the tensor, no temporary).
+
+    With ``groups`` = S > 1 the tensor holds S seeds side by side (``stacking``) and the result
+    is the S per-seed moments, shape (S,)."""
+    if groups > 1:
+        blocks = _per_seed(tensor, groups)
+        return _seed_sums(blocks.square()) / (blocks.shape[0] * blocks.shape[2])
     flat = _flat(tensor)
     return torch.dot(flat, flat) / flat.numel()
 
 
-def _variance_and_second_moment(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _variance_and_second_moment(tensor: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(Var[x], E[x²]) over all elements: a dot product and a sum, Var = E[x²] − E[x]²."""
+    if groups > 1:
+        blocks = _per_seed(tensor, groups)
+        count = blocks.shape[0] * blocks.shape[2]
+        second = _seed_sums(blocks.square()) / count
+        return second - (_seed_sums(blocks) / count).square(), second
     flat = _flat(tensor)
     second = torch.dot(flat, flat) / flat.numel()
     return second - (flat.sum() / flat.numel()).square(), second
+
+
+def _seed_sums(blocks: torch.Tensor) -> torch.Tensor:
+    """Σ over dims 0 and 2 of (N, S, M): the contiguous inner dim first, a strided pass is slower."""
+    return blocks.sum(dim=2).sum(dim=0)
+
+
+def _parameter_moments(parameter: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Var, E[x²]) of a weight, bias or weight gradient; per seed (S,) when S seeds are stacked
+    along its dim 0."""
+    if groups == 1:
+        return _variance_and_second_moment(parameter)
+    rows = parameter.detach().float().reshape(groups, -1)
+    second = rows.square().mean(dim=1)
+    return second - rows.mean(dim=1).square(), second
 
 
 class _Scratch:
@@ -97,26 +132,37 @@ class _Scratch:
         return torch.mul(data, data, out=self.buffer[:data.numel()].view(data.shape))
 
 
-def _second_moment_map(tensor: torch.Tensor, spatial_dims: int, scratch: _Scratch) -> tuple[torch.Tensor, torch.Tensor]:
+def _second_moment_map(tensor: torch.Tensor, spatial_dims: int, scratch: _Scratch,
+                       groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(E[x²] per spatial position, averaged over batch and channels; E[x²] overall).
 
     One elementwise square into the scratch buffer and one reduction over the leading dims; the
     overall moment is the mean of the map (every position holds the same number of elements).
+    With S stacked seeds: maps (S, *spatial) and moments (S,).
     """
     data = tensor.detach()
     if data.dtype not in (torch.float32, torch.float64):
         data = data.float()
-    positions = math.prod(data.shape[data.dim() - spatial_dims:])
-    squares = scratch.square(data.contiguous()).view(-1, positions)
-    second_map = squares.sum(0).div_(squares.shape[0]).view(data.shape[data.dim() - spatial_dims:])
+    spatial = data.shape[data.dim() - spatial_dims:]
+    positions = math.prod(spatial)
+    squares = scratch.square(data.contiguous())
+    if groups > 1:
+        blocks = squares.view(data.shape[0], groups, -1, positions)
+        second_map = blocks.sum(dim=2).sum(dim=0).div_(blocks.shape[0] * blocks.shape[2])
+        return second_map.view(groups, *spatial), second_map.mean(dim=1)
+    squares = squares.view(-1, positions)
+    second_map = squares.sum(0).div_(squares.shape[0]).view(spatial)
     return second_map, second_map.mean()
 
 
-def _unit_means(tensor: torch.Tensor, dim: int) -> torch.Tensor:
-    """Mean of each unit (channel after a conv, feature otherwise) over every other dimension."""
+def _unit_means(tensor: torch.Tensor, dim: int, groups: int = 1) -> torch.Tensor:
+    """Mean of each unit (channel after a conv, feature otherwise) over every other dimension;
+    (S, units) with S stacked seeds (units along dim 1)."""
     data = tensor.detach()
     if data.dtype not in (torch.float32, torch.float64):
         data = data.float()
+    if groups > 1:
+        return data.reshape(data.shape[0], groups, data.shape[1] // groups, -1).mean(dim=(0, 3))
     return data.mean(dim=[d for d in range(data.dim()) if d != dim]) if data.dim() > 1 else data
 
 
@@ -140,7 +186,7 @@ class _Frontier:
     """A tensor as it flows from its origin (a covered layer or a residual sum) through known ops."""
 
     origin: int
-    tensor: torch.Tensor
+    tensor: torch.Tensor | None  # None once a layer consumed it: a probe holds no activation past its hooks
     version: int
     factors: list = field(default_factory=list)  # forward second-moment factors: floats or 0-d device tensors
     backward_factors: list = field(default_factory=list)
@@ -149,8 +195,8 @@ class _Frontier:
     nodes: list = field(default_factory=list)  # autograd nodes along the path, for fan-out checks
 
     def matches(self, tensor: Any) -> bool:
-        return isinstance(tensor, torch.Tensor) and _same_memory(tensor, self.tensor) and \
-            tensor._version == self.version
+        return isinstance(tensor, torch.Tensor) and self.tensor is not None and \
+            _same_memory(tensor, self.tensor) and tensor._version == self.version
 
     def advance(self, output: torch.Tensor, kind: str, forward: Any = None, backward: Any = None) -> None:
         self.tensor, self.version = output, output._version
@@ -224,13 +270,13 @@ def _smooth_factors(func: Callable, args: tuple, kwargs: dict, q: torch.Tensor) 
     """
     device = q.device
     nodes, weights = _hermite_rule(device)
-    scale = q.float().sqrt().detach()
+    scale = q.float().sqrt().detach().unsqueeze(-1)  # q may hold one moment per stacked seed
     with torch.enable_grad():
         points = (nodes * scale).requires_grad_(True)
         values = func(points * 1.0, *args[1:], **kwargs)  # * 1.0: in-place variants act on a copy
         (slope,) = torch.autograd.grad(values.sum(), points)
-    forward = (weights * values.detach().square()).sum() / q.float()
-    backward = (weights * slope.square()).sum()
+    forward = (weights * values.detach().square()).sum(-1) / q.float()
+    backward = (weights * slope.square()).sum(-1)
     return forward, backward
 
 
@@ -245,6 +291,7 @@ class _Call:
     index: int
     name: str
     module: nn.Module
+    reference: nn.Module  # the module itself, or one seed's layer when seeds are stacked
     geometry: LayerGeometry
     spatial_dims: int
     link: _Frontier | None
@@ -289,7 +336,16 @@ class _Tracker(TorchFunctionMode):
 
 
 class _Recorder:
-    def __init__(self, model: nn.Module):
+    """Hooks and op tracking of one probe pass.
+
+    ``groups`` = S > 1: the model is S seeds stacked along dim 1 (``stacking.stack_models``) and
+    every statistic is kept per seed, shape (S,) or (S, ...); ``references`` maps each stacked
+    layer to one seed's layer, which gives the per-seed geometry and type.
+    """
+
+    def __init__(self, model: nn.Module, groups: int = 1, references: dict[nn.Module, nn.Module] | None = None):
+        self.groups = groups
+        self.references = references or {}
         self.calls: list[_Call] = []
         self.sums: list[_Sum] = []
         self.dead: list[_Dead] = []
@@ -305,7 +361,7 @@ class _Recorder:
         self.inside: nn.Module | None = None  # a covered layer whose forward is running
         self.entered: tuple[nn.Module, tuple[int, ...]] | None = None  # a covered layer that has not returned
         for module in model.modules():
-            if is_covered(module):
+            if is_covered(self.references.get(module, module)):
                 self.handles.append(module.register_forward_pre_hook(self._on_layer_input))
                 self.handles.append(module.register_forward_hook(self._on_layer))
             else:
@@ -317,6 +373,13 @@ class _Recorder:
             handle.remove()
         self.handles.clear()
         self.tensor_handles.clear()
+        self.frontier = self.stream = None
+        self.stream_aliases = []
+        self.scratch = _Scratch()
+
+    def end_forward(self) -> None:
+        """Drop every reference to a forward tensor (the backward frees them as it goes) and the
+        scratch buffer, which the backward grows again from the small gradients at the output."""
         self.frontier = self.stream = None
         self.stream_aliases = []
         self.scratch = _Scratch()
@@ -350,13 +413,15 @@ class _Recorder:
         if followers:
             if kind in _RECTIFIER_OPS:
                 if kind == "prelu":
-                    forward = (0.5 * (1.0 + _argument(args, kwargs, 1, "weight", None).detach().float().square())).mean()
+                    slopes = _argument(args, kwargs, 1, "weight", None).detach().float()
+                    factors = 0.5 * (1.0 + slopes.square())
+                    forward = factors.reshape(self.groups, -1).mean(dim=1) if self.groups > 1 else factors.mean()
                 else:
                     slope = float(_argument(args, kwargs, 1, "negative_slope", 0.01)) if kind == "leaky" else 0.0
                     forward = 0.5 * (1.0 + slope * slope)
                 backward = forward
             elif kind == "smooth":
-                forward, backward = _smooth_factors(func, args, kwargs, _second_moment(source))
+                forward, backward = _smooth_factors(func, args, kwargs, _second_moment(source, self.groups))
             elif kind == "dropout":
                 p = float(_argument(args, kwargs, 1, "p", 0.5))
                 training = bool(_argument(args, kwargs, 2, "training", True))
@@ -389,11 +454,16 @@ class _Recorder:
     def _record_dead(self, output: torch.Tensor) -> None:
         after_conv = bool(self.calls) and self.calls[-1].geometry.kind == "conv"
         dim = _unit_dim(output, after_conv)
-        # a ReLU's output is ≥ 0, so a unit is dead exactly when its largest output is 0
-        largest = output.detach().amax(dim=[d for d in range(output.dim()) if d != dim])
         where = self._where()
-        self.dead.append(_Dead(self._numbered(("dead", where), where), int(output.shape[dim]),
-                               (largest <= 0).float().mean()))
+        name = self._numbered(("dead", where), where)
+        # a ReLU's output is ≥ 0, so a unit is dead exactly when its largest output is 0
+        if self.groups > 1:
+            units = output.shape[1] // self.groups
+            largest = output.detach().reshape(output.shape[0], self.groups, units, -1).amax(dim=(0, 3))
+            self.dead.append(_Dead(name, units, (largest <= 0).float().mean(dim=1)))
+            return
+        largest = output.detach().amax(dim=[d for d in range(output.dim()) if d != dim])
+        self.dead.append(_Dead(name, int(output.shape[dim]), (largest <= 0).float().mean()))
 
     def _on_sum(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         first = args[0] if args else kwargs.get("input")
@@ -409,13 +479,13 @@ class _Recorder:
         on_layer_path = self.frontier is not None and (self.frontier.matches(first) or self.frontier.matches(second))
         where = self._where()
         record = _Sum(len(self.sums), self._numbered(("sum", where), where), stream.index if stream is not None else -1)
-        record.stats["skip_second_moment"] = _second_moment(skip)
-        record.stats["branch_second_moment"] = _second_moment(branch)
+        record.stats["skip_second_moment"] = _second_moment(skip, self.groups)
+        record.stats["branch_second_moment"] = _second_moment(branch, self.groups)
         output = func(*args, **kwargs)
-        record.stats["second_moment"] = _second_moment(output)
+        record.stats["second_moment"] = _second_moment(output, self.groups)
         if output.requires_grad:
             self.tensor_handles.append(output.register_hook(
-                lambda grad, r=record: r.stats.__setitem__("grad_second_moment", _second_moment(grad))))
+                lambda grad, r=record: r.stats.__setitem__("grad_second_moment", _second_moment(grad, self.groups))))
         self.sums.append(record)
         self.stream = record
         self.stream_aliases = [(output, output._version)]
@@ -446,12 +516,13 @@ class _Recorder:
         y = output
         index = len(self.calls)
         name = self._numbered(module, self.names.get(module, type(module).__name__) or type(module).__name__)
-        layer_geometry = geometry(module, tuple(x.shape), tuple(y.shape))
+        reference = self.references.get(module, module)
+        layer_geometry = geometry(reference, self._one_seed(x.shape), self._one_seed(y.shape))
         spatial_dims = len(layer_geometry.kernel_size) if layer_geometry.kind == "conv" else 0
         link = self.frontier if self.frontier is not None and self.frontier.matches(x) else None
         if link is not None and x.grad_fn is not None and (not link.nodes or link.nodes[-1] is not x.grad_fn):
             link.nodes.append(x.grad_fn)
-        call = _Call(index, name, module, layer_geometry, spatial_dims, link,
+        call = _Call(index, name, module, reference, layer_geometry, spatial_dims, link,
                      list(link.factors) if link is not None else [],
                      list(link.backward_factors) if link is not None else [],
                      list(link.kinds) if link is not None else [])
@@ -459,31 +530,43 @@ class _Recorder:
         rectifiers = [f for f, kind in zip(call.prefix_factors, link.factor_kinds if link is not None else [])
                       if kind == "rectifier"]
         call.stats["input_rectifier_factor"] = math.prod(rectifiers) if rectifiers else float("nan")
-        unit_means = _unit_means(x, _unit_dim(x, layer_geometry.kind == "conv"))
-        call.stats["input_mean"] = unit_means.mean()
-        call.stats["input_unit_mean_abs_max"] = unit_means.abs().max()
-        call.stats["output_variance"], call.stats["output_second_moment"] = _variance_and_second_moment(y)
+        unit_means = _unit_means(x, _unit_dim(x, layer_geometry.kind == "conv"), self.groups)
+        if self.groups > 1:
+            call.stats["input_mean"] = unit_means.mean(dim=1)
+            call.stats["input_unit_mean_abs_max"] = unit_means.abs().amax(dim=1)
+        else:
+            call.stats["input_mean"] = unit_means.mean()
+            call.stats["input_unit_mean_abs_max"] = unit_means.abs().max()
+        call.stats["output_variance"], call.stats["output_second_moment"] = _variance_and_second_moment(y, self.groups)
         if y.requires_grad:
             self.tensor_handles.append(y.register_hook(lambda grad, c=call: self._on_grad_output(c, grad)))
         if x.requires_grad:
             self.tensor_handles.append(x.register_hook(lambda grad, c=call: self._on_grad_input(c, grad)))
         self.calls.append(call)
+        if link is not None:
+            link.tensor = None
         self.frontier = _Frontier(index, y, y._version, nodes=[y.grad_fn])
 
     def _on_grad_output(self, call: _Call, grad: torch.Tensor) -> None:
         call.grad_output_map, call.stats["grad_output_second_moment"] = self._map(grad, call.spatial_dims)
-        call.stats["grad_output_variance"] = call.stats["grad_output_second_moment"] - _flat(grad).mean().square()
+        mean = (_seed_sums(_per_seed(grad, self.groups)) / (grad.numel() // self.groups) if self.groups > 1
+                else _flat(grad).mean())
+        call.stats["grad_output_variance"] = call.stats["grad_output_second_moment"] - mean.square()
 
-    @staticmethod
-    def _on_grad_input(call: _Call, grad: torch.Tensor) -> None:
-        call.stats["grad_input_variance"], call.stats["grad_input_second_moment"] = _variance_and_second_moment(grad)
+    def _on_grad_input(self, call: _Call, grad: torch.Tensor) -> None:
+        call.stats["grad_input_variance"], call.stats["grad_input_second_moment"] = \
+            _variance_and_second_moment(grad, self.groups)
 
     def _map(self, tensor: torch.Tensor, spatial_dims: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-position map, overall E[x²]); a fully connected layer's map is the scalar itself."""
         if spatial_dims == 0:
-            second = _second_moment(tensor)
+            second = _second_moment(tensor, self.groups)
             return second, second
-        return _second_moment_map(tensor, spatial_dims, self.scratch)
+        return _second_moment_map(tensor, spatial_dims, self.scratch, self.groups)
+
+    def _one_seed(self, shape: torch.Size) -> tuple[int, ...]:
+        """The shape one seed sees: dim 1 divided by the number of stacked seeds."""
+        return tuple(shape) if self.groups == 1 else _one_seed_shape(shape, self.groups)
 
 
 def _output_tensors(output: Any) -> list[torch.Tensor]:
@@ -576,9 +659,13 @@ def _detached_input(value: torch.Tensor) -> torch.Tensor:
     return copy_.requires_grad_(True) if copy_.is_floating_point() or copy_.is_complex() else copy_
 
 
-def _run_pass(model: nn.Module, example_input: ModelInput,
-              seed: int) -> tuple[torch.Tensor, _PassLayout, list[nn.Module]]:
-    recorder = _Recorder(model)
+def _run_pass(model: nn.Module, example_input: ModelInput, seed: int, stacked_seeds: Sequence[int] = (),
+              references: dict[nn.Module, nn.Module] | None = None) -> tuple[torch.Tensor, _PassLayout, list[nn.Module]]:
+    """One forward+backward with statistics. ``stacked_seeds``: the model is ``len(stacked_seeds)``
+    seeds stacked along dim 1 (``stacking``); each gets its own output direction, and the flat
+    statistics come back as one row per seed."""
+    groups = max(1, len(stacked_seeds))
+    recorder = _Recorder(model, groups, references)
     calls = recorder.calls
     try:
         inputs = _map_tensors(example_input, _detached_input)
@@ -595,19 +682,29 @@ def _run_pass(model: nn.Module, example_input: ModelInput,
         if not outputs:
             raise ProbeError("the model's output does not require grad; no gradient can be probed")
         in_degree = _in_degrees([t.grad_fn for t in outputs])
+        recorder.end_forward()
         # drawn on the CPU in float32: the same direction for a seed on every device and dtype
-        generator = torch.Generator().manual_seed(stream_seed(seed, DIRECTION_STREAM))
-        directions = [torch.randn(t.shape, generator=generator).to(device=t.device, dtype=t.dtype) for t in outputs]
+        if groups > 1:  # each seed's direction, drawn as the sequential probe draws it, side by side
+            directions = [torch.cat([torch.randn(_one_seed_shape(t.shape, groups), generator=torch.Generator().manual_seed(
+                stream_seed(s, DIRECTION_STREAM))) for s in stacked_seeds], dim=1).to(device=t.device, dtype=t.dtype)
+                for t in outputs]
+        else:
+            generator = torch.Generator().manual_seed(stream_seed(seed, DIRECTION_STREAM))
+            directions = [torch.randn(t.shape, generator=generator).to(device=t.device, dtype=t.dtype) for t in outputs]
         weights = list(dict.fromkeys(c.module.weight for c in calls if c.module.weight.requires_grad))
         sources = input_tensors + weights
         grads = torch.autograd.grad(outputs, sources, directions, allow_unused=True)
         weight_grads = dict(zip(map(id, weights), grads[len(sources) - len(weights):]))
-        flat, host_scalars, device_positions = _stack(calls, recorder.sums, recorder.dead, weight_grads)
+        flat, host_scalars, device_positions = _stack(calls, recorder.sums, recorder.dead, weight_grads, groups)
         layout = _layout(calls, recorder.sums, recorder.dead, in_degree, seed)
         layout.host_scalars, layout.device_positions = host_scalars, device_positions
-        return flat, layout, [c.module for c in calls]
+        return flat, layout, [c.reference for c in calls]
     finally:
         recorder.remove()
+
+
+def _one_seed_shape(shape: torch.Size, groups: int) -> tuple[int, ...]:
+    return (shape[0], shape[1] // groups, *shape[2:])
 
 
 def _expected_input(module: nn.Module) -> str:
@@ -636,15 +733,16 @@ _STAT_NAMES = list(_SCALARS) + ["input_rectifier_factor", "input_mean", "input_u
 _SUM_STATS = ("skip_second_moment", "branch_second_moment", "second_moment", "grad_second_moment")
 
 
-def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead],
-           weight_grads: dict) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], weight_grads: dict,
+           groups: int = 1) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Return every statistic of one pass: (flat float32 device tensor, host scalars, positions).
 
     The scalars, in order: per call the ``_STAT_NAMES`` and the forward and backward closed-form
     factors of its incoming path; then ``_SUM_STATS`` per residual sum and the dead fraction per
     ReLU call. Those known on the host are in ``host`` (NaN elsewhere); the ones computed on the
     device open the flat tensor, and ``positions`` says where they go. Each call's input map and
-    gradient-at-output map follow. ``_unpack`` reads it back.
+    gradient-at-output map follow. ``_unpack`` reads it back. With S stacked seeds the flat
+    tensor is (S, size), one row per seed, and the host scalars are shared.
     """
     device = calls[0].module.weight.device
     nan = float("nan")
@@ -653,20 +751,25 @@ def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead],
     for call in calls:
         weight = call.module.weight
         bias = call.module.bias
-        call.stats["weight_second_moment"] = _second_moment(weight)
-        call.stats["bias_second_moment"] = _second_moment(bias) if bias is not None else 0.0
+        call.stats["weight_second_moment"] = _parameter_moments(weight, groups)[1]
+        call.stats["bias_second_moment"] = _parameter_moments(bias, groups)[1] if bias is not None else 0.0
         grad = weight_grads.get(id(weight))
-        call.stats["weight_grad_variance"] = _variance_and_second_moment(grad)[0] if grad is not None else nan
+        call.stats["weight_grad_variance"] = _parameter_moments(grad, groups)[0] if grad is not None else nan
         scalars += [call.stats.get(name, nan) for name in _STAT_NAMES]
         scalars += call.prefix_factors + call.prefix_backward_factors
         maps.append(call.input_map)
         maps.append(call.grad_output_map if call.grad_output_map is not None
-                    else torch.full(call.geometry.out_spatial, nan, device=device))
+                    else torch.full(((groups,) if groups > 1 else ()) + tuple(call.geometry.out_spatial), nan,
+                                    device=device))
     scalars += [record.stats.get(name, nan) for record in sums for name in _SUM_STATS] + [d.fraction for d in dead]
     # Python floats stay on the host (no copy to the device, which would synchronize on a GPU);
     # device scalars are stacked in one op, ahead of the maps.
     positions = np.array([i for i, value in enumerate(scalars) if isinstance(value, torch.Tensor)], dtype=int)
     host = np.array([nan if isinstance(value, torch.Tensor) else float(value) for value in scalars])
+    if groups > 1:  # one row per seed: the device scalars as columns, then each map flattened
+        on_device = [torch.stack([scalars[i].reshape(groups).to(torch.float32) for i in positions], dim=1)
+                     ] if len(positions) else []
+        return torch.cat(on_device + [m.reshape(groups, -1).to(torch.float32) for m in maps], dim=1), host, positions
     on_device = [torch.stack([scalars[i].reshape(()).to(torch.float32) for i in positions])] if len(positions) else []
     return torch.cat(on_device + [m.reshape(-1).to(torch.float32) for m in maps]), host, positions
 
@@ -714,7 +817,7 @@ def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: 
                        [len(c.prefix_factors) for c in calls], closed_forward, closed_backward, link_kinds,
                        link_resets, ["+".join(c.prefix_kinds) for c in calls], [s.name for s in sums],
                        [s.previous for s in sums], [d.name for d in dead], [d.units for d in dead],
-                       [type(c.module).__name__ for c in calls])
+                       [type(c.reference).__name__ for c in calls])
 
 
 def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
@@ -787,6 +890,20 @@ def _probe_one(model: nn.Module, example_input: ModelInput, seed: int,
     return flat, layout
 
 
+def _probe_stacked(instances: list[nn.Module], example_input: ModelInput, seeds: list[int],
+                   scheme: Scheme | None) -> list[tuple[torch.Tensor, _PassLayout]]:
+    """Probe S seeds' models in one pass of them stacked; return one (flat row, layout) per seed."""
+    if not isinstance(example_input, torch.Tensor) or example_input.dim() < 2:
+        raise StackingError("stacked seeds take one input tensor of shape (N, C, ...)")
+    network, references = stack_models(instances)
+    device = _model_device(instances[0])
+    flat, layout, modules_by_call = _run_pass(network, repeat_input(example_input.to(device), len(seeds)), seeds[0],
+                                              seeds, references)
+    if scheme is not None:
+        _nominal(layout, modules_by_call, instances[0], scheme)
+    return [(flat[row], dataclasses.replace(layout, seed=seed)) for row, seed in enumerate(seeds)]
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
@@ -813,7 +930,7 @@ def _resolve_input(example_input: Any) -> ModelInput:
 def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput | Callable[[], ModelInput], *,
           init: str | Scheme | None = None, seeds: int | Sequence[int] = 1,
           device: str | torch.device | None = None, config: dict | None = None,
-          progress: Callable[[int, int], None] | None = None) -> "ProbeResult":
+          progress: Callable[[int, int], None] | None = None, batched: bool | None = None) -> "ProbeResult":
     """Return per-layer activation and gradient statistics of ``model`` on ``example_input``.
 
     ``model`` is an ``nn.Module`` or a zero-argument factory. With no other argument the module
@@ -824,6 +941,12 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
     the model's own. The user's module, its buffers and the global RNG state are left as found.
     ``progress(done, total)`` is called after each seed. ``config`` entries are added to the
     result's configuration.
+
+    ``batched``: probe all seeds in one pass of the seeds stacked side by side
+    (``stacking.stack_models``; ``nn.Sequential`` nets of Conv/Linear/elementwise layers, one
+    input tensor), with the same numbers as one pass per seed. ``None`` (default): batched on a
+    GPU when the model stacks, sequential on a CPU (where stacking does not pay); ``True``:
+    batched or a ``ProbeError`` saying why not; ``False``: one pass per seed.
     """
     scheme = parse_scheme(init) if init is not None else None
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
@@ -837,7 +960,8 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
     passes: list[tuple[torch.Tensor, _PassLayout]] = []
     with torch.random.fork_rng(devices=cuda_devices):
         example_input = _resolve_input(example_input)
-        for seed in seed_list:
+
+        def instance_for(seed: int) -> nn.Module:
             if is_factory:
                 torch.manual_seed(seed)
                 instance = model()
@@ -853,9 +977,27 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
                     instance = instance.to(target)
             if scheme is not None:
                 apply_init(instance, scheme, seed=seed)
-            passes.append(_probe_one(instance, example_input, seed, scheme))
-            if progress is not None:
-                progress(len(passes), len(seed_list))
+            return instance
+
+        stacked = None
+        if batched or (batched is None and len(seed_list) > 1 and
+                       (target if target is not None else _model_device(model) if not is_factory
+                        else torch.device("cpu")).type == "cuda"):
+            instances = [instance_for(seed) for seed in seed_list]
+            try:
+                stacked = _probe_stacked(instances, example_input, seed_list, scheme)
+            except StackingError as error:
+                if batched:
+                    raise ProbeError(f"batched seeds: {error}; probe one pass per seed (batched=False, --batched off)") from None
+            if stacked is not None:
+                passes = stacked
+                if progress is not None:
+                    progress(len(seed_list), len(seed_list))
+        if stacked is None:
+            for seed in seed_list:
+                passes.append(_probe_one(instance_for(seed), example_input, seed, scheme))
+                if progress is not None:
+                    progress(len(passes), len(seed_list))
     # every seed's statistics cross to the host in one transfer
     host = torch.cat([flat.to(passes[0][0].device) for flat, _ in passes]).cpu().double().numpy()
     records, offset = [], 0

@@ -1,0 +1,370 @@
+"""Issue 6's performance targets: each ratio measured side by side in one run, printed with its target.
+
+    python benchmarks/run.py                 # everything, on the GPU when there is one (--device auto)
+    python benchmarks/run.py --only probe    # probe, resnet50, sweep, train, memory, syncs, scaling
+    python benchmarks/run.py --quick         # fewer repeats and smaller nets: a smoke run, not figures
+
+Exits 1 when a measured ratio misses its target (2 on bad arguments). Every ratio compares two
+things timed in this process, interleaved, so that machine drift hits both alike; times are
+medians over repeats and each ratio is the median of the per-repeat ratios.
+
+- probe: one probe pass (forward, backward, every statistic, one host transfer) over the same
+  forward+backward with no instrumentation, same model and batch: 30-layer plain net (batch 64,
+  32×32) and a ResNet-50-sized net (torchvision's layout, 224×224). Target ≤ 1.05.
+- sweep: S=16 seeds probed sequentially over the same 16 seeds probed batched (``batched=True``).
+  Target ≥ 1.5 on a CPU, ≥ 5 on a GPU.
+- train: ``initlab.train`` (history, per-epoch checkpoint and the CLI's progress bar on) in steps
+  per second over a minimal hand-written loop, same model, data, optimizer and per-epoch
+  validation. Target ≥ 0.97.
+- memory: peak memory of a probe over that of the same forward+backward. CUDA: the allocator's
+  peak; CPU: the process's peak resident set (VmHWM, reset before the pass) in a fresh process with
+  large allocations served by mmap (MALLOC_MMAP_THRESHOLD_), so freed memory leaves at once.
+  Target ≤ 1.10.
+- syncs (CUDA only): host-device synchronizations per probe, counted with CUDA's sync debug mode,
+  at two depths; the difference over the added layers is the count per layer. Target 0.
+- scaling: probe time against depth (10–100) and width, with fwd+bwd FLOPs from
+  ``torch.utils.flop_counter``; a line through the origin in FLOPs should fit (R² printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import initlab  # noqa: E402
+from initlab.probe import _probe_one, resolve_device  # noqa: E402
+
+RESULTS: list[tuple[str, float, str, bool]] = []  # (name, value, target text, met)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _bare_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """The uninstrumented forward+backward: gradients of every parameter and of the input."""
+    x = x.detach().requires_grad_(True)
+    output = model(x)
+    torch.autograd.grad(output, [x] + list(model.parameters()), torch.randn_like(output))
+
+
+def _probe_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
+    _probe_one(model, x, 0, None)[0].cpu()  # statistics land on the host: the probe's one transfer
+
+
+def paired(first: Callable[[], None], second: Callable[[], None], repeats: int, device: torch.device,
+           warmup: int = 2) -> tuple[float, float, float]:
+    """Return (median time of first, median time of second, median of per-repeat ratios second/first)."""
+    for _ in range(warmup):
+        first()
+        second()
+    times_first, times_second = [], []
+    for _ in range(repeats):
+        for function, times in ((first, times_first), (second, times_second)):
+            _sync(device)
+            start = time.perf_counter()
+            function()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    ratios = [b / a for a, b in zip(times_first, times_second)]
+    return statistics.median(times_first), statistics.median(times_second), statistics.median(ratios)
+
+
+def report(name: str, value: float, target: str, met: bool, detail: str) -> None:
+    RESULTS.append((name, value, target, met))
+    print(f"{'ok  ' if met else 'MISS'} {name:<34} {value:8.3f}  (target {target})  {detail}", flush=True)
+
+
+# -- 1. probe overhead -------------------------------------------------------------------------
+
+
+def plain_model(depth: int, width: int, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = initlab.plain_net(depth=depth, width=width).to(device)
+    initlab.apply_init(model, "kaiming", seed=0)
+    return model
+
+
+def bench_probe(device: torch.device, quick: bool) -> None:
+    model = plain_model(30, 16, device)
+    x = torch.randn(64, 3, 32, 32, device=device)
+    bare, probed, ratio = paired(lambda: _bare_pass(model, x), lambda: _probe_pass(model, x),
+                                 5 if quick else 21, device)
+    report("probe overhead, plain-30 b64", ratio, "≤ 1.05", ratio <= 1.05,
+           f"fwd+bwd {bare * 1e3:.1f} ms · probe {probed * 1e3:.1f} ms")
+
+
+def bench_resnet50(device: torch.device, quick: bool) -> None:
+    from check_resnet50 import resnet50
+
+    torch.manual_seed(0)
+    model = resnet50().to(device)
+    batch, size = (2, 112) if quick else ((32 if device.type == "cuda" else 4), 224)
+    x = torch.randn(batch, 3, size, size, device=device)
+    bare, probed, ratio = paired(lambda: _bare_pass(model, x), lambda: _probe_pass(model, x),
+                                 2 if quick else (11 if device.type == "cuda" else 5), device, warmup=1)
+    report(f"probe overhead, ResNet-50 b{batch} {size}²", ratio, "≤ 1.05", ratio <= 1.05,
+           f"fwd+bwd {bare * 1e3:.0f} ms · probe {probed * 1e3:.0f} ms")
+
+
+# -- 2. seed sweeps ----------------------------------------------------------------------------
+
+
+def bench_sweep(device: torch.device, quick: bool) -> None:
+    seeds = 4 if quick else 16
+    x = torch.randn(64, 3, 32, 32, device=device)
+
+    def factory() -> torch.nn.Module:
+        return initlab.plain_net(depth=30, width=16)
+
+    def run(batched: bool) -> None:
+        initlab.probe(factory, x, init="kaiming", seeds=seeds, device=device, batched=batched)
+
+    sequential, batched, ratio = paired(lambda: run(False), lambda: run(True), 1 if quick else 3, device, warmup=1)
+    speedup = 1.0 / ratio
+    target = 5.0 if device.type == "cuda" else 1.5
+    report(f"seed sweep speedup, S={seeds} plain-30", speedup, f"≥ {target:g}", speedup >= target,
+           f"sequential {sequential:.2f} s · batched {batched:.2f} s")
+
+
+# -- 3. training throughput --------------------------------------------------------------------
+
+
+def _bare_training(model: torch.nn.Module, data, config, steps: int, device: torch.device) -> None:
+    """A minimal hand-written loop: shuffle, forward, loss, backward, step; validation each epoch."""
+    from initlab.train import make_optimizer
+
+    optimizer = make_optimizer(model, config)
+    train_x, train_y = data.train_x.to(device), data.train_y.to(device)
+    val_x, val_y = data.val_x.to(device), data.val_y.to(device)
+    per_epoch = -(-len(train_x) // config.batch_size)
+    step = 0
+    while step < steps:
+        order = torch.randperm(len(train_x)).to(device)
+        for batch in range(per_epoch):
+            if step == steps:
+                break
+            indices = order[batch * config.batch_size:(batch + 1) * config.batch_size]
+            loss = F.cross_entropy(model(train_x[indices]), train_y[indices])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+        model.eval()
+        with torch.no_grad():
+            val_loss = F.cross_entropy(model(val_x), val_y).item()
+        model.train()
+    assert val_loss == val_loss
+
+
+def bench_train(device: torch.device, quick: bool) -> None:
+    from initlab.cli import TRAIN_DEFAULTS, _history_writer, _progress_printer
+    from initlab.data import load_dataset
+    from initlab.train import TrainConfig, train
+
+    data = load_dataset("digits", seed=0)
+    steps = 46 if quick else 69  # 2 or 3 epochs of 23 steps at batch 64
+    config = TrainConfig(epochs=1000, steps=steps, lr=TRAIN_DEFAULTS["lr"], batch_size=64)
+
+    def fresh() -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = initlab.plain_net(depth=TRAIN_DEFAULTS["depth"], width=TRAIN_DEFAULTS["width"],
+                                  input_shape=data.input_shape, stages=TRAIN_DEFAULTS["stages"]).to(device)
+        initlab.apply_init(model, "kaiming", seed=0)
+        return model
+
+    folder = Path(tempfile.mkdtemp(prefix="initlab-bench-"))
+
+    def library() -> None:
+        with contextlib.redirect_stderr(io.StringIO()):  # the progress bar draws as on a terminal
+            train(fresh(), data, config, device=device, checkpoint=folder / "checkpoint.pt",
+                  on_step=_progress_printer("kaiming", True), on_epoch=_history_writer(folder))
+
+    bare, library_time, ratio = paired(lambda: _bare_training(fresh(), data, config, steps, device), library,
+                                       2 if quick else 5, device, warmup=1)
+    throughput = 1.0 / ratio
+    report("train steps/s over a bare loop", throughput, "≥ 0.97", throughput >= 0.97,
+           f"{steps / library_time:.1f} vs {steps / bare:.1f} steps/s (plain-{TRAIN_DEFAULTS['depth']} "
+           f"width {TRAIN_DEFAULTS['width']}, digits, batch 64, history + checkpoint + progress bar)")
+
+
+# -- 4. memory ---------------------------------------------------------------------------------
+
+
+def _memory_child(kind: str, device_name: str) -> None:
+    """Run in a fresh process: print the peak memory (bytes) of one pass of ``kind`` over its start."""
+    import ctypes
+    import gc
+
+    device = torch.device(device_name)
+    model = plain_model(30, 16, device)
+    x = torch.randn(64, 3, 32, 32, device=device)
+    function = (lambda: _bare_pass(model, x)) if kind == "bare" else (lambda: _probe_pass(model, x))
+    function()  # warm-up: allocator pools, oneDNN primitives
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        function()
+        torch.cuda.synchronize()
+        print(torch.cuda.max_memory_allocated() - start)
+        return
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+    def resident(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no {field} in /proc/self/status")
+
+    start = resident("VmRSS:")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
+    function()
+    print(resident("VmHWM:") - start)
+
+
+def bench_memory(device: torch.device, quick: bool) -> None:
+    if device.type == "cpu" and not Path("/proc/self/clear_refs").exists():
+        print("skip memory: the CPU measurement needs Linux /proc (VmHWM)")
+        return
+    environment = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    peaks: dict[str, list[int]] = {"bare": [], "probe": []}
+    for _ in range(1 if quick else 3):
+        for kind in peaks:
+            output = subprocess.run([sys.executable, __file__, "--memory-child", kind, "--device", str(device)],
+                                    env=environment, capture_output=True, text=True, check=True)
+            peaks[kind].append(int(output.stdout.strip().splitlines()[-1]))
+    bare, probed = statistics.median(peaks["bare"]), statistics.median(peaks["probe"])
+    ratio = probed / bare
+    report("probe peak memory over fwd+bwd", ratio, "≤ 1.10", ratio <= 1.10,
+           f"fwd+bwd {bare / 2**20:.1f} MiB · probe {probed / 2**20:.1f} MiB (plain-30, batch 64)")
+
+
+# -- GPU synchronizations ----------------------------------------------------------------------
+
+
+def count_syncs(function: Callable[[], None]) -> int:
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            function()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
+
+
+def bench_syncs(device: torch.device, quick: bool) -> None:
+    if device.type != "cuda":
+        print("skip syncs: no CUDA device (the count is a CUDA measurement)")
+        return
+    x = torch.randn(64, 3, 32, 32, device=device)
+    counts = {}
+    for depth in (12, 30):
+        model = plain_model(depth, 16, device)
+        _probe_pass(model, x)
+        counts[depth] = count_syncs(lambda: _probe_pass(model, x))
+    per_layer = (counts[30] - counts[12]) / 18
+    report("GPU syncs per layer", per_layer, "= 0", per_layer == 0,
+           f"{counts[12]} per probe at depth 12, {counts[30]} at depth 30")
+
+
+# -- 5. scaling --------------------------------------------------------------------------------
+
+
+def flops(model: torch.nn.Module, x: torch.Tensor) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        _bare_pass(model, x)
+    return counter.get_total_flops()
+
+
+def bench_scaling(device: torch.device, quick: bool) -> list[dict]:
+    shapes = ([(10, 16), (30, 16)] if quick else
+              [(10, 16), (20, 16), (30, 16), (50, 16), (100, 16), (30, 8), (30, 32), (30, 64)])
+    x = torch.randn(64, 3, 32, 32, device=device)
+    rows = []
+    for depth, width in shapes:
+        model = plain_model(depth, width, device)
+        bare, probed, ratio = paired(lambda: _bare_pass(model, x), lambda: _probe_pass(model, x),
+                                     2 if quick else 5, device, warmup=1)
+        rows.append({"depth": depth, "width": width, "gflop": flops(model, x) / 1e9, "probe_ms": probed * 1e3,
+                     "bare_ms": bare * 1e3, "overhead": ratio})
+    gflop = np.array([r["gflop"] for r in rows])
+    probe_ms = np.array([r["probe_ms"] for r in rows])
+    slope = float(gflop @ probe_ms / (gflop @ gflop))  # least squares through the origin
+    residual = probe_ms - slope * gflop
+    r_squared = 1.0 - float(residual @ residual) / float(((probe_ms - probe_ms.mean()) ** 2).sum())
+    print("\nscaling (plain net, batch 64, 32×32): probe time against forward+backward FLOPs")
+    print("| depth | width | GFLOP fwd+bwd | probe ms | ms per GFLOP | fwd+bwd ms | probe / fwd+bwd |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['depth']} | {r['width']} | {r['gflop']:.2f} | {r['probe_ms']:.1f} | "
+              f"{r['probe_ms'] / r['gflop']:.1f} | {r['bare_ms']:.1f} | {r['overhead']:.3f} |")
+    print(f"least squares through the origin: {slope:.1f} ms per GFLOP, R² = {r_squared:.3f}\n")
+    return rows
+
+
+BENCHMARKS = {"probe": bench_probe, "resnet50": bench_resnet50, "sweep": bench_sweep, "train": bench_train,
+              "memory": bench_memory, "syncs": bench_syncs, "scaling": bench_scaling}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma list of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="few repeats, small nets: checks the script runs")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--memory-child", choices=("bare", "probe"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    if args.memory_child:
+        _memory_child(args.memory_child, str(device))
+        return 0
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; valid: {', '.join(BENCHMARKS)}")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or
+                                                                             platform.machine())
+    print(f"{time.strftime('%Y-%m-%d')} · {device} · {name} · {os.cpu_count()} CPUs · "
+          f"{torch.get_num_threads()} threads · torch {torch.__version__}", flush=True)
+    for benchmark in chosen:
+        BENCHMARKS[benchmark](device, args.quick)
+    missed = [r for r in RESULTS if not r[3]]
+    print(f"{len(RESULTS) - len(missed)} of {len(RESULTS)} targets met" + (
+        f"; missed: {', '.join(r[0] for r in missed)}" if missed else ""))
+    if args.json:
+        args.json.write_text(json.dumps([{"name": r[0], "value": r[1], "target": r[2], "met": r[3]}
+                                         for r in RESULTS], indent=2))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Issue 6's correctness side: batched seed sweeps equal sequential probes, a probe holds no
+activation past its hooks, and (where CUDA is present) no host-device sync per layer. The speed and
+memory ratios themselves are measured by benchmarks/run.py, not asserted here."""
+
+import gc
+import subprocess
+import sys
+import warnings
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab.probe import ProbeError
+from initlab.stacking import StackingError, repeat_input, stack_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _input(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _assert_same_probe(sequential, batched):
+    assert len(sequential.frame) > 0
+    for name in ("frame", "dead_units"):
+        a, b = getattr(sequential, name), getattr(batched, name)
+        assert list(a.columns) == list(b.columns) and len(a) == len(b)
+        numeric = a.select_dtypes("number").columns
+        # float32 statistics reduced in a different order: agreement to ~1e-6 relative
+        np.testing.assert_allclose(b[numeric].to_numpy(float), a[numeric].to_numpy(float), rtol=1e-5, atol=1e-30)
+        for column in a.columns.difference(numeric):
+            assert a[column].astype(str).tolist() == b[column].astype(str).tolist(), column
+    pd.testing.assert_frame_equal(sequential.summary()[["verdict"]], batched.summary()[["verdict"]])
+
+
+@pytest.mark.parametrize("factory, init, shape", [
+    (lambda: initlab.plain_net(depth=10, width=8, input_shape=(3, 16, 16)), "kaiming", (12, 3, 16, 16)),
+    (lambda: initlab.plain_net(depth=8, width=4, act="prelu", input_shape=(3, 16, 16)), "kaiming:a=0.25",
+     (12, 3, 16, 16)),
+    (lambda: initlab.plain_net(depth=8, width=4, act="leaky:0.1", input_shape=(3, 16, 16)), "xavier",
+     (12, 3, 16, 16)),
+    (lambda: initlab.mlp(depth=6, width=32, input_shape=(3, 8, 8), act="prelu-shared"), "torch-default",
+     (20, 3, 8, 8)),
+], ids=["plain-relu", "plain-prelu", "plain-leaky", "mlp-prelu-shared"])
+def test_batched_seed_sweep_equals_sequential_probes(factory, init, shape):
+    x = _input(*shape)
+    seeds = [0, 3, 7]
+    sequential = initlab.probe(factory, x, init=init, seeds=seeds, batched=False)
+    batched = initlab.probe(factory, x, init=init, seeds=seeds, batched=True)
+    assert sequential.frame["seed"].unique().tolist() == seeds
+    _assert_same_probe(sequential, batched)
+
+
+def test_batched_sweep_of_a_given_module_uses_its_own_weights_and_leaves_it_untouched():
+    torch.manual_seed(1)
+    model = initlab.plain_net(depth=6, width=4, input_shape=(3, 8, 8))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = _input(8, 3, 8, 8)
+    _assert_same_probe(initlab.probe(model, x, seeds=3, batched=False), initlab.probe(model, x, seeds=3, batched=True))
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
+def test_stacked_model_computes_each_seed_side_by_side():
+    models = [initlab.mlp(depth=3, width=6, input_shape=(5,)) for _ in range(3)]
+    for seed, model in enumerate(models):
+        initlab.apply_init(model, "kaiming", seed=seed)
+    stacked, references = stack_models(models)
+    x = _input(4, 5)
+    expected = torch.cat([model(x) for model in models], dim=1)
+    torch.testing.assert_close(stacked(repeat_input(x, 3)), expected, rtol=1e-6, atol=1e-6)
+    assert set(references.values()) <= set(models[0].modules())
+
+
+def test_unstackable_models_get_a_clear_error_or_the_sequential_path():
+    sys.path.insert(0, str(ROOT / "tests"))
+    from architectures import resnet18
+
+    x = _input(2, 3, 16, 16)
+    with pytest.raises(ProbeError, match="batched seeds: only nn.Sequential models can be stacked.*batched=False"):
+        initlab.probe(resnet18, x, seeds=2, batched=True)
+    assert len(initlab.probe(resnet18, x, seeds=2).frame) > 0  # auto: sequential on a CPU, no error
+    with pytest.raises(StackingError, match="train-mode dropout"):
+        stack_models([nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5))] * 2)
+
+
+def test_a_probe_holds_no_activation_past_its_hooks():
+    # A late conv's output must be freed once the backward has passed it: when the first layer's
+    # weight gradient is computed, nothing of the probe still references it.
+    torch.manual_seed(0)
+    model = initlab.plain_net(depth=12, width=8, input_shape=(3, 16, 16))
+    late = [m for m in model if isinstance(m, nn.Conv2d)][-2]
+    references, alive_at_first_layer = [], []
+    forward_handle = late.register_forward_hook(lambda module, args, output: references.append(weakref.ref(output)))
+    grad_handle = model[0].weight.register_hook(
+        lambda grad: alive_at_first_layer.append(gc.collect() >= 0 and references[-1]() is not None))
+    try:
+        initlab.probe(model, _input(8, 3, 16, 16))
+    finally:
+        forward_handle.remove()
+        grad_handle.remove()
+    assert alive_at_first_layer == [False]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="runs where CUDA is present")
+def test_cuda_probe_synchronizes_no_more_with_more_layers_and_batched_equals_sequential():
+    x = _input(16, 3, 16, 16).cuda()
+
+    def syncs(depth):
+        model = initlab.plain_net(depth=depth, width=8, input_shape=(3, 16, 16)).cuda()
+        initlab.probe(model, x)  # warm-up: one-time copies (quadrature nodes, kernels)
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                initlab.probe(model, x)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    assert syncs(20) == syncs(8)  # the count per probe does not grow with depth: zero per layer
+    factory = lambda: initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16))
+    _assert_same_probe(initlab.probe(factory, x, init="kaiming", seeds=4, batched=False, device="cuda"),
+                       initlab.probe(factory, x, init="kaiming", seeds=4, device="cuda"))  # auto: batched
+
+
+def test_benchmark_script_runs_and_reports_each_ratio_against_its_target(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "probe,sweep",
+                             "--json", str(tmp_path / "bench.json")], capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stderr
+    import json
+    rows = json.loads((tmp_path / "bench.json").read_text())
+    assert [row["target"] for row in rows] == ["≤ 1.05", "≥ 1.5"]
+    assert all(row["value"] > 0 for row in rows)
+    assert result.returncode == (0 if all(row["met"] for row in rows) else 1)
+    bad = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--only", "nothing"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown benchmark nothing" in bad.stderr
