@@ -27,7 +27,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/probe_cost.py
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -6,7 +6,7 @@
 
 Exits 1 when a measured ratio misses its target (2 on bad arguments). Every ratio compares two
 things timed in this process, interleaved, so that machine drift hits both alike; times are
-medians over repeats and each ratio is the median of the per-repeat ratios.
+medians over repeats and each ratio is the ratio of the two medians.
 
 - probe: one probe pass (forward, backward, every statistic, one host transfer) over the same
   forward+backward with no instrumentation, same model and batch: 30-layer plain net (batch 64,
@@ -73,7 +73,7 @@ def _probe_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
 
 def paired(first: Callable[[], None], second: Callable[[], None], repeats: int, device: torch.device,
            warmup: int = 2) -> tuple[float, float, float]:
-    """Return (median time of first, median time of second, median of per-repeat ratios second/first)."""
+    """Return (median time of first, median time of second, their ratio second/first)."""
     for _ in range(warmup):
         first()
         second()
@@ -85,8 +85,8 @@ def paired(first: Callable[[], None], second: Callable[[], None], repeats: int, 
             function()
             _sync(device)
             times.append(time.perf_counter() - start)
-    ratios = [b / a for a, b in zip(times_first, times_second)]
-    return statistics.median(times_first), statistics.median(times_second), statistics.median(ratios)
+    first_time, second_time = statistics.median(times_first), statistics.median(times_second)
+    return first_time, second_time, second_time / first_time
 
 
 def report(name: str, value: float, target: str, met: bool, detail: str) -> None:
@@ -297,8 +297,10 @@ def flops(model: torch.nn.Module, x: torch.Tensor) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter:
-        _bare_pass(model, x)
+    with counter:  # its hooks need .backward(), not autograd.grad
+        output = model(x.detach().requires_grad_(True))
+        output.backward(torch.randn_like(output))
+    model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
 
 
