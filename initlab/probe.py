@@ -63,16 +63,19 @@ def resolve_device(spec: str | torch.device | None) -> torch.device | None:
 # -- capture ---------------------------------------------------------------------------------
 
 
-def _flat(tensor: torch.Tensor) -> torch.Tensor:
+def _float_data(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor detached, in float32 unless it is already float32 or float64."""
     data = tensor.detach()
-    return (data if data.dtype in (torch.float32, torch.float64) else data.float()).reshape(-1)
+    return data if data.dtype in (torch.float32, torch.float64) else data.float()
+
+
+def _flat(tensor: torch.Tensor) -> torch.Tensor:
+    return _float_data(tensor).reshape(-1)
 
 
 def _per_seed(tensor: torch.Tensor, groups: int) -> torch.Tensor:
     """A stacked tensor (N, S·C, ...) as (N, S, C·...): seed s's elements in [:, s] (``stacking``)."""
-    data = tensor.detach()
-    if data.dtype not in (torch.float32, torch.float64):
-        data = data.float()
+    data = _float_data(tensor)
     return data.reshape(data.shape[0], groups, -1)
 
 
@@ -88,16 +91,19 @@ def _second_moment(tensor: torch.Tensor, groups: int = 1) -> torch.Tensor:
     return torch.dot(flat, flat) / flat.numel()
 
 
-def _variance_and_second_moment(tensor: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """(Var[x], E[x²]) over all elements: a dot product and a sum, Var = E[x²] − E[x]²."""
+def _mean(tensor: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """E[x] over all elements; per seed (S,) with S stacked seeds."""
     if groups > 1:
         blocks = _per_seed(tensor, groups)
-        count = blocks.shape[0] * blocks.shape[2]
-        second = _seed_sums(blocks.square()) / count
-        return second - (_seed_sums(blocks) / count).square(), second
+        return _seed_sums(blocks) / (blocks.shape[0] * blocks.shape[2])
     flat = _flat(tensor)
-    second = torch.dot(flat, flat) / flat.numel()
-    return second - (flat.sum() / flat.numel()).square(), second
+    return flat.sum() / flat.numel()
+
+
+def _variance_and_second_moment(tensor: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Var[x], E[x²]) over all elements: a dot product and a sum, Var = E[x²] − E[x]²."""
+    second = _second_moment(tensor, groups)
+    return second - _mean(tensor, groups).square(), second
 
 
 def _seed_sums(blocks: torch.Tensor) -> torch.Tensor:
@@ -110,7 +116,7 @@ def _parameter_moments(parameter: torch.Tensor, groups: int) -> tuple[torch.Tens
     along its dim 0."""
     if groups == 1:
         return _variance_and_second_moment(parameter)
-    rows = parameter.detach().float().reshape(groups, -1)
+    rows = _float_data(parameter).reshape(groups, -1)
     second = rows.square().mean(dim=1)
     return second - rows.mean(dim=1).square(), second
 
@@ -140,9 +146,7 @@ def _second_moment_map(tensor: torch.Tensor, spatial_dims: int, scratch: _Scratc
     overall moment is the mean of the map (every position holds the same number of elements).
     With S stacked seeds: maps (S, *spatial) and moments (S,).
     """
-    data = tensor.detach()
-    if data.dtype not in (torch.float32, torch.float64):
-        data = data.float()
+    data = _float_data(tensor)
     spatial = data.shape[data.dim() - spatial_dims:]
     positions = math.prod(spatial)
     squares = scratch.square(data.contiguous())
@@ -158,9 +162,7 @@ def _second_moment_map(tensor: torch.Tensor, spatial_dims: int, scratch: _Scratc
 def _unit_means(tensor: torch.Tensor, dim: int, groups: int = 1) -> torch.Tensor:
     """Mean of each unit (channel after a conv, feature otherwise) over every other dimension;
     (S, units) with S stacked seeds (units along dim 1)."""
-    data = tensor.detach()
-    if data.dtype not in (torch.float32, torch.float64):
-        data = data.float()
+    data = _float_data(tensor)
     if groups > 1:
         return data.reshape(data.shape[0], groups, data.shape[1] // groups, -1).mean(dim=(0, 3))
     return data.mean(dim=[d for d in range(data.dim()) if d != dim]) if data.dim() > 1 else data
@@ -373,9 +375,7 @@ class _Recorder:
             handle.remove()
         self.handles.clear()
         self.tensor_handles.clear()
-        self.frontier = self.stream = None
-        self.stream_aliases = []
-        self.scratch = _Scratch()
+        self.end_forward()
 
     def end_forward(self) -> None:
         """Drop every reference to a forward tensor (the backward frees them as it goes) and the
@@ -531,12 +531,8 @@ class _Recorder:
                       if kind == "rectifier"]
         call.stats["input_rectifier_factor"] = math.prod(rectifiers) if rectifiers else float("nan")
         unit_means = _unit_means(x, _unit_dim(x, layer_geometry.kind == "conv"), self.groups)
-        if self.groups > 1:
-            call.stats["input_mean"] = unit_means.mean(dim=1)
-            call.stats["input_unit_mean_abs_max"] = unit_means.abs().amax(dim=1)
-        else:
-            call.stats["input_mean"] = unit_means.mean()
-            call.stats["input_unit_mean_abs_max"] = unit_means.abs().max()
+        call.stats["input_mean"] = unit_means.mean(dim=-1)  # units: (C,), or (S, C) with stacked seeds
+        call.stats["input_unit_mean_abs_max"] = unit_means.abs().amax(dim=-1)
         call.stats["output_variance"], call.stats["output_second_moment"] = _variance_and_second_moment(y, self.groups)
         if y.requires_grad:
             self.tensor_handles.append(y.register_hook(lambda grad, c=call: self._on_grad_output(c, grad)))
@@ -549,9 +545,8 @@ class _Recorder:
 
     def _on_grad_output(self, call: _Call, grad: torch.Tensor) -> None:
         call.grad_output_map, call.stats["grad_output_second_moment"] = self._map(grad, call.spatial_dims)
-        mean = (_seed_sums(_per_seed(grad, self.groups)) / (grad.numel() // self.groups) if self.groups > 1
-                else _flat(grad).mean())
-        call.stats["grad_output_variance"] = call.stats["grad_output_second_moment"] - mean.square()
+        call.stats["grad_output_variance"] = (call.stats["grad_output_second_moment"]
+                                              - _mean(grad, self.groups).square())
 
     def _on_grad_input(self, call: _Call, grad: torch.Tensor) -> None:
         call.stats["grad_input_variance"], call.stats["grad_input_second_moment"] = \
@@ -746,6 +741,7 @@ def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], weight_grads
     """
     device = calls[0].module.weight.device
     nan = float("nan")
+    row = (groups,) if groups > 1 else ()  # each statistic's shape: one value per stacked seed
     scalars: list = []  # floats and 0-d device tensors, in layout order
     maps = []
     for call in calls:
@@ -759,19 +755,17 @@ def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], weight_grads
         scalars += call.prefix_factors + call.prefix_backward_factors
         maps.append(call.input_map)
         maps.append(call.grad_output_map if call.grad_output_map is not None
-                    else torch.full(((groups,) if groups > 1 else ()) + tuple(call.geometry.out_spatial), nan,
-                                    device=device))
+                    else torch.full(row + tuple(call.geometry.out_spatial), nan, device=device))
     scalars += [record.stats.get(name, nan) for record in sums for name in _SUM_STATS] + [d.fraction for d in dead]
     # Python floats stay on the host (no copy to the device, which would synchronize on a GPU);
     # device scalars are stacked in one op, ahead of the maps.
     positions = np.array([i for i, value in enumerate(scalars) if isinstance(value, torch.Tensor)], dtype=int)
     host = np.array([nan if isinstance(value, torch.Tensor) else float(value) for value in scalars])
-    if groups > 1:  # one row per seed: the device scalars as columns, then each map flattened
-        on_device = [torch.stack([scalars[i].reshape(groups).to(torch.float32) for i in positions], dim=1)
-                     ] if len(positions) else []
-        return torch.cat(on_device + [m.reshape(groups, -1).to(torch.float32) for m in maps], dim=1), host, positions
-    on_device = [torch.stack([scalars[i].reshape(()).to(torch.float32) for i in positions])] if len(positions) else []
-    return torch.cat(on_device + [m.reshape(-1).to(torch.float32) for m in maps]), host, positions
+    # with stacked seeds: one row per seed, the device scalars as columns, then each map flattened
+    last = len(row)
+    on_device = [torch.stack([scalars[i].reshape(row).to(torch.float32) for i in positions], dim=last)
+                 ] if len(positions) else []
+    return torch.cat(on_device + [m.reshape(*row, -1).to(torch.float32) for m in maps], dim=last), host, positions
 
 
 @dataclass
@@ -826,16 +820,17 @@ def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
     stats = {name: np.empty(count) for name in _STAT_NAMES}
     scalars = layout.host_scalars.copy()
     scalars[layout.device_positions] = flat[:len(layout.device_positions)]
-    maps, flat, offset = flat[len(layout.device_positions):], scalars, 0
+    maps = flat[len(layout.device_positions):]
+    offset = 0
     prefix_factors: list[float] = []
     prefix_backward: list[float] = []
     for position in range(count):
         for name in _STAT_NAMES:
-            stats[name][position] = flat[offset]
+            stats[name][position] = scalars[offset]
             offset += 1
         slots = layout.factor_slots[position]
-        prefix_factors.append(float(np.prod(flat[offset:offset + slots])))
-        prefix_backward.append(float(np.prod(flat[offset + slots:offset + 2 * slots])))
+        prefix_factors.append(float(np.prod(scalars[offset:offset + slots])))
+        prefix_backward.append(float(np.prod(scalars[offset + slots:offset + 2 * slots])))
         offset += 2 * slots
     input_maps, grad_output_maps = [], []
     map_offset = 0
@@ -846,12 +841,12 @@ def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
             target.append(block.reshape(shape) if shape else float(block[0]))
             map_offset += size
     sum_count = len(layout.sum_names)
-    sum_block = flat[offset:offset + sum_count * len(_SUM_STATS)].reshape(sum_count, len(_SUM_STATS))
+    sum_block = scalars[offset:offset + sum_count * len(_SUM_STATS)].reshape(sum_count, len(_SUM_STATS))
     offset += sum_count * len(_SUM_STATS)
     sums = {"name": np.array(layout.sum_names, dtype=object), "previous": np.array(layout.sum_previous, dtype=int),
             **{name: sum_block[:, column] for column, name in enumerate(_SUM_STATS)}}
     dead_units = {"name": np.array(layout.dead_names, dtype=object), "units": np.array(layout.dead_units, dtype=int),
-                  "dead_fraction": flat[offset:offset + len(layout.dead_names)]}
+                  "dead_fraction": scalars[offset:offset + len(layout.dead_names)]}
     forward_links = [f if closed else None for f, closed in zip(prefix_factors, layout.closed_forward)]
     backward_links = [prefix_backward[i + 1] if layout.closed_backward[i] else None for i in range(count - 1)] + [None]
     return PassRecord(layout.seed, layout.names, [g.kind for g in layout.geometries], layout.geometries, stats,
@@ -956,6 +951,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
     is_factory = not isinstance(model, nn.Module)
     if is_factory and not callable(model):
         raise ProbeError(f"model must be an nn.Module or a factory returning one, got {type(model).__name__}")
+    device_used = target if target is not None else _model_device(model) if not is_factory else torch.device("cpu")
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     passes: list[tuple[torch.Tensor, _PassLayout]] = []
     with torch.random.fork_rng(devices=cuda_devices):
@@ -979,23 +975,20 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
                 apply_init(instance, scheme, seed=seed)
             return instance
 
-        stacked = None
-        if batched or (batched is None and len(seed_list) > 1 and
-                       (target if target is not None else _model_device(model) if not is_factory
-                        else torch.device("cpu")).type == "cuda"):
+        instances: list[nn.Module] = []
+        if batched or (batched is None and len(seed_list) > 1 and device_used.type == "cuda"):
             instances = [instance_for(seed) for seed in seed_list]
             try:
-                stacked = _probe_stacked(instances, example_input, seed_list, scheme)
+                passes = _probe_stacked(instances, example_input, seed_list, scheme)
             except StackingError as error:
                 if batched:
                     raise ProbeError(f"batched seeds: {error}; probe one pass per seed (batched=False, --batched off)") from None
-            if stacked is not None:
-                passes = stacked
-                if progress is not None:
-                    progress(len(seed_list), len(seed_list))
-        if stacked is None:
-            for seed in seed_list:
-                passes.append(_probe_one(instance_for(seed), example_input, seed, scheme))
+            if passes and progress is not None:
+                progress(len(seed_list), len(seed_list))
+        if not passes:  # one pass per seed, reusing the instances built for a stacking that did not apply
+            for position, seed in enumerate(seed_list):
+                instance = instances[position] if instances else instance_for(seed)
+                passes.append(_probe_one(instance, example_input, seed, scheme))
                 if progress is not None:
                     progress(len(passes), len(seed_list))
     # every seed's statistics cross to the host in one transfer
@@ -1005,9 +998,8 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
         records.append(_unpack(host[offset:offset + layout.size], layout))
         offset += layout.size
     first = _input_tensors(example_input)[0]
-    device_used = str(target) if target is not None else str(_model_device(model) if not is_factory else "cpu")
     info = {"init": str(scheme) if scheme is not None else "model's own", "seeds": seed_list,
-            "batch_size": int(first.shape[0]) if first.dim() else 1, "input_shape": list(first.shape[1:]), "device": device_used, "direction": DIRECTION}
+            "batch_size": int(first.shape[0]) if first.dim() else 1, "input_shape": list(first.shape[1:]), "device": str(device_used), "direction": DIRECTION}
     info.update(config or {})
     return ProbeResult(build_frame(records), info, build_sum_frame(records), build_dead_frame(records))
 
