@@ -72,10 +72,6 @@ def _float_data(tensor: torch.Tensor) -> torch.Tensor:
     return data if data.dtype in (torch.float32, torch.float64) else data.float()
 
 
-def _flat(tensor: torch.Tensor) -> torch.Tensor:
-    return _float_data(tensor).reshape(-1)
-
-
 # -- raw reductions on the device, arithmetic on the host ---------------------------------------
 #
 # A statistic is a *recipe*: a float known on the host, a ``_Slot`` (a raw reduction taken on the
@@ -214,25 +210,27 @@ def _mean(store: _RawStore, tensor: torch.Tensor, groups: int = 1) -> _Derived:
     return _divided(store.add(data.sum()), data.numel())
 
 
-def _second_moment(store: _RawStore, tensor: torch.Tensor, groups: int = 1) -> _Derived:
-    """E[x²] over all elements, as one dot product (one read of the tensor, no temporary); per
-    seed (S,) with S stacked seeds."""
+def _square_sums(tensor: torch.Tensor, groups: int = 1) -> tuple[torch.Tensor, int]:
+    """(Σx² over all elements as a device tensor, the count of elements it sums): one dot product
+    (one read of the tensor, no temporary); per seed (S,) with S stacked seeds."""
     data = _float_data(tensor)
     if groups > 1:
         blocks = _seed_blocks(data, groups)
-        return _divided(store.add(_seed_sums(blocks.square())), blocks.shape[0] * blocks.shape[2])
+        return _seed_sums(blocks.square()), blocks.shape[0] * blocks.shape[2]
     flat = data.reshape(-1)
-    return _divided(store.add(torch.dot(flat, flat)), flat.numel())
+    return torch.dot(flat, flat), flat.numel()
+
+
+def _second_moment(store: _RawStore, tensor: torch.Tensor, groups: int = 1) -> _Derived:
+    """E[x²] over all elements: ``_square_sums`` on the device, the division on the host."""
+    sums, count = _square_sums(tensor, groups)
+    return _divided(store.add(sums), count)
 
 
 def _device_second_moment(tensor: torch.Tensor, groups: int = 1) -> torch.Tensor:
     """E[x²] as a device tensor, for arithmetic that stays on the device (``_smooth_factors``)."""
-    data = _float_data(tensor)
-    if groups > 1:
-        blocks = _seed_blocks(data, groups)
-        return _seed_sums(blocks.square()) / (blocks.shape[0] * blocks.shape[2])
-    flat = data.reshape(-1)
-    return torch.dot(flat, flat) / flat.numel()
+    sums, count = _square_sums(tensor, groups)
+    return sums / count
 
 
 def _parameter_moments(store: _RawStore, parameter: torch.Tensor, groups: int) -> tuple[Any, Any]:

@@ -28,7 +28,7 @@ def _input(*shape, seed=0):
 
 def _assert_same_probe(sequential, batched):
     assert len(sequential.frame) > 0
-    for name in ("frame", "dead_units"):
+    for name in ("frame", "dead_units", "sums"):
         a, b = getattr(sequential, name), getattr(batched, name)
         assert list(a.columns) == list(b.columns) and len(a) == len(b)
         numeric = a.select_dtypes("number").columns
@@ -37,12 +37,6 @@ def _assert_same_probe(sequential, batched):
         for column in a.columns.difference(numeric):
             assert a[column].astype(str).tolist() == b[column].astype(str).tolist(), column
     pd.testing.assert_frame_equal(sequential.summary()[["verdict"]], batched.summary()[["verdict"]])
-
-
-def _assert_same_probe_sums(a, b):
-    assert len(a.sums) > 0 or len(b.sums) == 0
-    numeric = a.sums.select_dtypes("number").columns
-    np.testing.assert_allclose(b.sums[numeric].to_numpy(float), a.sums[numeric].to_numpy(float), rtol=1e-5)
 
 
 @pytest.mark.parametrize("factory, init, shape", [
@@ -162,7 +156,6 @@ def test_the_gpu_reductions_give_the_cpu_numbers(monkeypatch):
             patch.setattr(probe_module, "_welford", lambda data: True)
             welford = initlab.probe(factory, x, init=init, seeds=2, batched=batched)
         _assert_same_probe(reference, welford)
-        _assert_same_probe_sums(reference, welford)
 
 
 def test_benchmark_script_runs_and_reports_each_ratio_against_its_target(tmp_path):
