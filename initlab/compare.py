@@ -47,6 +47,58 @@ def slope_from_factor(factor: float | None) -> float | None:
     return None if factor is None else math.sqrt(max(2.0 * factor - 1.0, 0.0))
 
 
+def _chain_key(record: Any) -> tuple:
+    """What chains must share to run as one batch: the layers, where links re-anchor, map shapes."""
+    return (tuple(record.geometries), tuple(f is None for f in record.forward_links),
+            tuple(f is None for f in record.backward_links),
+            tuple(np.shape(q) for q in record.input_maps), tuple(np.shape(q) for q in record.grad_output_maps))
+
+
+def _batched_links(links: list[list[float | None]], copies: int) -> list[np.ndarray | None]:
+    """Per layer: None where the chains re-anchor, else each chain's factor, the records repeated."""
+    return [None if column[0] is None else np.tile(np.array(column, dtype=np.float64), copies)
+            for column in zip(*links)]
+
+
+def _batched_maps(maps: list[list[Any]], copies: int) -> list[np.ndarray]:
+    return [np.tile(np.stack([np.asarray(q, dtype=np.float64) for q in column]),
+                    (copies, *([1] * np.ndim(column[0])))) for column in zip(*maps)]
+
+
+def _predictions(records: list) -> list[dict[str, np.ndarray]]:
+    """Each record's chain predictions, nominal Var[w] (``*_pred``) and sampled (``*_sampled``).
+
+    The records of one architecture (the seeds of a probe) run as one batch of 2·R chains, the R
+    nominal then the R sampled, so each layer step is one ones-kernel convolution for all of them.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for position, record in enumerate(records):
+        groups.setdefault(_chain_key(record), []).append(position)
+    predictions: list[dict[str, np.ndarray]] = [{} for _ in records]
+    for positions in groups.values():
+        group = [records[p] for p in positions]
+        count = len(group)
+        sampled_w = np.stack([r.stats["weight_second_moment"] for r in group])
+        sampled_b = np.stack([r.stats["bias_second_moment"] for r in group])
+        var_w = np.stack([r.nominal_weight_variance if r.nominal_weight_variance is not None
+                          else r.stats["weight_second_moment"] for r in group])
+        bias = np.stack([r.nominal_bias_second_moment if r.nominal_weight_variance is not None
+                         else r.stats["bias_second_moment"] for r in group])
+        geometries = group[0].geometries
+        forward, padding = theory.forward_chains(
+            geometries, np.concatenate([var_w, sampled_w]), np.concatenate([bias, sampled_b]),
+            _batched_links([r.forward_links for r in group], 2), _batched_maps([r.input_maps for r in group], 2))
+        grad_input, grad_output, padding_backward = theory.backward_chains(
+            geometries, np.concatenate([var_w, sampled_w]), _batched_links([r.backward_links for r in group], 2),
+            _batched_maps([r.grad_output_maps for r in group], 2))
+        for row, position in enumerate(positions):
+            predictions[position] = {
+                "var_y_pred": forward[row], "var_y_pred_sampled": forward[count + row], "padding_factor": padding[row],
+                "grad_var_pred": grad_input[row], "grad_var_pred_sampled": grad_input[count + row],
+                "grad_output_pred": grad_output[row], "padding_factor_backward": padding_backward[row]}
+    return predictions
+
+
 def build_frame(records: list) -> pd.DataFrame:
     """Return the tidy frame (one row per seed × layer call) with the chain's predictions.
 
@@ -54,7 +106,7 @@ def build_frame(records: list) -> pd.DataFrame:
     sampled weights; ``*_pred_sampled`` always uses the sampled weights' E[w²].
     """
     frames = []
-    for record in records:
+    for record, predicted in zip(records, _predictions(records)):
         stats = record.stats
         geometries = record.geometries
         count = len(geometries)
@@ -62,14 +114,6 @@ def build_frame(records: list) -> pd.DataFrame:
         sampled_b = stats["bias_second_moment"]
         has_nominal = record.nominal_weight_variance is not None
         var_w = record.nominal_weight_variance if has_nominal else sampled_w
-        bias = record.nominal_bias_second_moment if has_nominal else sampled_b
-        var_y_pred, padding = theory.forward_chain(geometries, var_w, bias, record.forward_links, record.input_maps)
-        var_y_pred_sampled, _ = theory.forward_chain(geometries, sampled_w, sampled_b, record.forward_links,
-                                                     record.input_maps)
-        grad_pred, grad_output_pred, padding_backward = theory.backward_chain(geometries, var_w, record.backward_links,
-                                                            record.grad_output_maps)
-        grad_pred_sampled, _, _ = theory.backward_chain(geometries, sampled_w, record.backward_links,
-                                                     record.grad_output_maps)
         forward_slopes = [slope_from_factor(f) for f in record.forward_links]
         backward_slopes = [slope_from_factor(f) for f in record.backward_links]
         fan_in = np.array([g.fan_in for g in geometries], dtype=float)
@@ -109,19 +153,19 @@ def build_frame(records: list) -> pd.DataFrame:
             "input_unit_mean_abs_max": stats["input_unit_mean_abs_max"],
             "output_variance": stats["output_variance"],
             "var_y": stats["output_second_moment"],
-            "var_y_pred": var_y_pred,
-            "var_y_pred_sampled": var_y_pred_sampled,
-            "padding_factor": padding,
-            "padding_factor_backward": padding_backward,
+            "var_y_pred": predicted["var_y_pred"],
+            "var_y_pred_sampled": predicted["var_y_pred_sampled"],
+            "padding_factor": predicted["padding_factor"],
+            "padding_factor_backward": predicted["padding_factor_backward"],
             "stride_factor": [1.0 / math.prod(g.stride) if g.stride else 1.0 for g in geometries],
             "forward_factor": prefix * fan_in * var_w,
             "grad_output_variance": stats["grad_output_variance"],
             "grad_output_second_moment": stats["grad_output_second_moment"],
-            "grad_output_pred": grad_output_pred,
+            "grad_output_pred": predicted["grad_output_pred"],
             "grad_input_variance": stats["grad_input_variance"],
             "grad_var": stats["grad_input_second_moment"],
-            "grad_var_pred": grad_pred,
-            "grad_var_pred_sampled": grad_pred_sampled,
+            "grad_var_pred": predicted["grad_var_pred"],
+            "grad_var_pred_sampled": predicted["grad_var_pred_sampled"],
             "backward_factor": link_back * fan_out * var_w,
             "weight_grad_variance": stats["weight_grad_variance"],
             "forward_log_variance": theory.forward_log_variance(geometries, forward_slopes),

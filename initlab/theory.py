@@ -17,7 +17,7 @@ a ones kernel (THEORY.md §2); the paper's chain is its interior limit.
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
@@ -67,17 +67,33 @@ def kappa(slope: float | np.ndarray) -> float | np.ndarray:
 
 
 # -- q-maps through one layer -----------------------------------------------------------------
+#
+# The chains run many q-maps at once (the seeds of one probe, nominal and sampled weights): a
+# batch of maps is an array (B, *spatial), (B,) for a Linear layer, and every per-layer number
+# is (B,). One layer step is then one ones-kernel convolution of the whole batch.
 
 
 def _map_mean(q: QMap) -> float:
     return float(np.mean(q))
 
 
-def _ones_conv(q_map: np.ndarray, geometry: LayerGeometry, transpose: bool) -> np.ndarray:
+def _map_means(q_maps: np.ndarray) -> np.ndarray:
+    """The mean of each map of a batch (B, *spatial) → (B,)."""
+    return q_maps.reshape(q_maps.shape[0], -1).mean(axis=1)
+
+
+def _per_map(values: np.ndarray, spatial: int) -> np.ndarray:
+    """(B,) → (B, 1, …, 1): one value per map, broadcast over its ``spatial`` dims."""
+    return values.reshape(-1, *([1] * spatial))
+
+
+def _ones_conv(q_maps: np.ndarray, geometry: LayerGeometry, transpose: bool) -> np.ndarray:
+    """Σ of each map over every valid tap of the layer's kernel (transposed: over every output that
+    sees an input position), for a batch of maps (B, *spatial): one float64 convolution."""
     spatial = len(geometry.kernel_size)
     conv = (F.conv1d, F.conv2d, F.conv3d)[spatial - 1]
     conv_t = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[spatial - 1]
-    q = torch.tensor(np.asarray(q_map, dtype=np.float64)).reshape(1, 1, *q_map.shape)
+    q = torch.tensor(np.asarray(q_maps, dtype=np.float64)).unsqueeze(1)
     kernel = torch.ones((1, 1, *geometry.kernel_size), dtype=torch.float64)
     if not transpose:
         if geometry.padding_mode == "zeros":
@@ -86,18 +102,49 @@ def _ones_conv(q_map: np.ndarray, geometry: LayerGeometry, transpose: bool) -> n
             pads = [p for pad in reversed(geometry.padding) for p in (pad, pad)]
             q = F.pad(q, pads, mode=geometry.padding_mode)
             out = conv(q, kernel, stride=geometry.stride, dilation=geometry.dilation)
-        return out.reshape(out.shape[2:]).numpy()
+        return out[:, 0].numpy()
     if geometry.padding_mode != "zeros":
         # Non-zero padding wraps or mirrors the border: every input position receives its full
         # k^d taps on average, so the interior factor applies (stride spreads them as 1/s^d).
         taps = geometry.receptive / math.prod(geometry.stride)
-        return np.full(geometry.in_spatial, taps * _map_mean(q_map))
+        return np.broadcast_to(_per_map(taps * _map_means(q_maps), spatial),
+                               (q_maps.shape[0], *geometry.in_spatial)).copy()
     base = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in
-            zip(q_map.shape, geometry.stride, geometry.padding, geometry.dilation, geometry.kernel_size)]
+            zip(q_maps.shape[1:], geometry.stride, geometry.padding, geometry.dilation, geometry.kernel_size)]
     output_padding = [i - b for i, b in zip(geometry.in_spatial, base)]
     out = conv_t(q, kernel, stride=geometry.stride, padding=geometry.padding, output_padding=output_padding,
                  dilation=geometry.dilation)
-    return out.reshape(out.shape[2:]).numpy()
+    return out[:, 0].numpy()
+
+
+def _forward_step(q_inputs: np.ndarray, geometry: LayerGeometry, weight_variances: np.ndarray,
+                  bias_second_moments: np.ndarray) -> np.ndarray:
+    """``forward_second_moment`` for a batch: q-maps (B, *in_spatial), Var[w] and E[b²] (B,)."""
+    if geometry.kind == "linear":
+        return weight_variances * geometry.in_channels * _map_means(q_inputs) + bias_second_moments
+    spatial = len(geometry.in_spatial)
+    q_maps = np.broadcast_to(q_inputs.reshape(q_inputs.shape[0], *([1] * spatial)) if q_inputs.ndim == 1
+                             else q_inputs, (q_inputs.shape[0], *geometry.in_spatial))
+    channels_per_group = geometry.in_channels / geometry.groups
+    return (_per_map(weight_variances * channels_per_group, spatial) * _ones_conv(q_maps, geometry, transpose=False)
+            + _per_map(bias_second_moments, spatial))
+
+
+def _backward_step(q_grad_outputs: np.ndarray, geometry: LayerGeometry, weight_variances: np.ndarray) -> np.ndarray:
+    """``backward_second_moment`` for a batch: q-maps (B, *out_spatial), Var[w] (B,)."""
+    if geometry.kind == "linear":
+        return weight_variances * geometry.out_channels * _map_means(q_grad_outputs)
+    spatial = len(geometry.out_spatial)
+    q_maps = np.broadcast_to(q_grad_outputs.reshape(q_grad_outputs.shape[0], *([1] * spatial))
+                             if q_grad_outputs.ndim == 1 else q_grad_outputs,
+                             (q_grad_outputs.shape[0], *geometry.out_spatial))
+    channels_per_group = geometry.out_channels / geometry.groups
+    return _per_map(weight_variances * channels_per_group, spatial) * _ones_conv(q_maps, geometry, transpose=True)
+
+
+def _one_map(q: QMap) -> np.ndarray:
+    """A single q-map as a batch of one."""
+    return np.asarray(q, dtype=np.float64)[None]
 
 
 def forward_second_moment(q_input: QMap, geometry: LayerGeometry, weight_variance: float,
@@ -108,11 +155,9 @@ def forward_second_moment(q_input: QMap, geometry: LayerGeometry, weight_varianc
     Var[w]·(c/groups)·Σ_{valid taps} q̄_x + E[b²], exact in expectation over the weights at
     padded borders too. Equals n·Var[w]·E[x²] in the interior.
     """
-    if geometry.kind == "linear":
-        return weight_variance * geometry.in_channels * _map_mean(q_input) + bias_second_moment
-    q_map = np.broadcast_to(np.asarray(q_input, dtype=np.float64), geometry.in_spatial)
-    channels_per_group = geometry.in_channels / geometry.groups
-    return weight_variance * channels_per_group * _ones_conv(q_map, geometry, transpose=False) + bias_second_moment
+    q_output = _forward_step(_one_map(q_input), geometry, np.array([weight_variance], dtype=np.float64),
+                             np.array([bias_second_moment], dtype=np.float64))[0]
+    return float(q_output) if geometry.kind == "linear" else q_output
 
 
 def backward_second_moment(q_grad_output: QMap, geometry: LayerGeometry, weight_variance: float) -> QMap:
@@ -121,25 +166,54 @@ def backward_second_moment(q_grad_output: QMap, geometry: LayerGeometry, weight_
     Linear: n̂·Var[w]·E[Δy²] (paper eq. 13). Conv: per input position, Var[w]·(d/groups)·Σ over
     the output positions that see it of q̄_Δy, a transposed convolution with a ones kernel.
     """
-    if geometry.kind == "linear":
-        return weight_variance * geometry.out_channels * _map_mean(q_grad_output)
-    q_map = np.broadcast_to(np.asarray(q_grad_output, dtype=np.float64), geometry.out_spatial)
-    channels_per_group = geometry.out_channels / geometry.groups
-    return weight_variance * channels_per_group * _ones_conv(q_map, geometry, transpose=True)
+    q_grad_input = _backward_step(_one_map(q_grad_output), geometry, np.array([weight_variance], dtype=np.float64))[0]
+    return float(q_grad_input) if geometry.kind == "linear" else q_grad_input
 
 
-def _adapt(q: QMap, spatial: tuple[int, ...]) -> QMap:
-    """Carry a q-map across a shape-only link (flatten, view): exact when shapes agree or one side
-    is a Linear layer, whose outputs (and input gradients) are uniform in expectation."""
+def _adapt(q_maps: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
+    """Carry a batch of q-maps across a shape-only link (flatten, view): exact when shapes agree or
+    one side is a Linear layer, whose outputs (and input gradients) are uniform in expectation."""
     if not spatial:
-        return _map_mean(q)
-    q = np.asarray(q, dtype=np.float64)
-    if q.shape == tuple(spatial):
-        return q
-    return np.full(spatial, _map_mean(q))
+        return _map_means(q_maps)
+    if q_maps.shape[1:] == tuple(spatial):
+        return q_maps
+    return np.broadcast_to(_per_map(_map_means(q_maps), len(spatial)), (q_maps.shape[0], *spatial))
+
+
+def _link_values(factors: Sequence[Any], count: int) -> np.ndarray:
+    """One link's closed-form factor for each chain of a batch: (B,)."""
+    return np.broadcast_to(np.asarray(factors, dtype=np.float64), (count,))
 
 
 # -- the chains over a network ----------------------------------------------------------------
+
+
+def forward_chains(geometries: Sequence[LayerGeometry], weight_variances: np.ndarray,
+                   bias_second_moments: np.ndarray, link_factors: Sequence[np.ndarray | None],
+                   measured_input_maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``forward_chain`` for B chains through the same layers at once (the seeds of one probe).
+
+    ``weight_variances`` and ``bias_second_moments`` are (B, L); ``link_factors[l]`` is None (every
+    chain re-anchors there) or the B factors; ``measured_input_maps[l]`` the B maps (B, *spatial).
+    Returns (predicted E[y_l²], padding factors), each (B, L).
+    """
+    weight_variances = np.asarray(weight_variances, dtype=np.float64)
+    bias_second_moments = np.asarray(bias_second_moments, dtype=np.float64)
+    chains, count = weight_variances.shape
+    predicted, padding = np.zeros((chains, count)), np.ones((chains, count))
+    q_output = np.zeros(chains)
+    for index, geometry in enumerate(geometries):
+        if index == 0 or link_factors[index] is None:
+            q_input = np.asarray(measured_input_maps[index], dtype=np.float64)
+        else:
+            adapted = _adapt(q_output, geometry.in_spatial)
+            q_input = _per_map(_link_values(link_factors[index], chains), adapted.ndim - 1) * adapted
+        q_output = _forward_step(q_input, geometry, weight_variances[:, index], bias_second_moments[:, index])
+        interior = weight_variances[:, index] * geometry.fan_in * _map_means(q_input) + bias_second_moments[:, index]
+        predicted[:, index] = _map_means(q_output)
+        finite = (interior > 0) & (interior < np.inf)
+        padding[:, index] = np.where(finite, predicted[:, index] / np.where(finite, interior, 1.0), 1.0)
+    return predicted, padding
 
 
 def forward_chain(geometries: Sequence[LayerGeometry], weight_variances: Sequence[float],
@@ -153,18 +227,37 @@ def forward_chain(geometries: Sequence[LayerGeometry], weight_variances: Sequenc
     of layer l. The first layer always starts from its measured input q-map. The padding factor
     is exact/interior for each layer's own step (1 for Linear layers and unpadded convs).
     """
-    predicted, padding = [], []
-    q_output: QMap = 0.0
-    for index, geometry in enumerate(geometries):
-        if index == 0 or link_factors[index] is None:
-            q_input = measured_input_maps[index]
+    predicted, padding = forward_chains(geometries, np.asarray(weight_variances, dtype=np.float64)[None],
+                                        np.asarray(bias_second_moments, dtype=np.float64)[None],
+                                        link_factors, [_one_map(q) for q in measured_input_maps])
+    return predicted[0], padding[0]
+
+
+def backward_chains(geometries: Sequence[LayerGeometry], weight_variances: np.ndarray,
+                    link_factors: Sequence[np.ndarray | None],
+                    measured_grad_output_maps: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``backward_chain`` for B chains through the same layers at once; arguments as in
+    ``forward_chains``. Returns (E[Δx_l²], E[Δy_l²], padding factors), each (B, L)."""
+    weight_variances = np.asarray(weight_variances, dtype=np.float64)
+    chains, count = weight_variances.shape
+    grad_input, grad_output, padding = np.zeros((chains, count)), np.zeros((chains, count)), np.ones((chains, count))
+    q_grad_input = np.zeros(chains)
+    for index in reversed(range(count)):
+        geometry = geometries[index]
+        if index == count - 1 or link_factors[index] is None:
+            q_grad_output = np.asarray(measured_grad_output_maps[index], dtype=np.float64)
         else:
-            q_input = link_factors[index] * np.asarray(_adapt(q_output, geometry.in_spatial))
-        q_output = forward_second_moment(q_input, geometry, weight_variances[index], bias_second_moments[index])
-        interior = weight_variances[index] * geometry.fan_in * _map_mean(q_input) + bias_second_moments[index]
-        predicted.append(_map_mean(q_output))
-        padding.append(_map_mean(q_output) / interior if 0 < interior < np.inf else 1.0)
-    return np.array(predicted), np.array(padding)
+            adapted = _adapt(q_grad_input, geometry.out_spatial)
+            q_grad_output = _per_map(_link_values(link_factors[index], chains), adapted.ndim - 1) * adapted
+        q_grad_input = _backward_step(q_grad_output, geometry, weight_variances[:, index])
+        grad_output[:, index] = _map_means(q_grad_output)
+        grad_input[:, index] = _map_means(q_grad_input)
+        if geometry.kind == "conv":
+            interior = (weight_variances[:, index] * geometry.fan_out / math.prod(geometry.stride)
+                        * grad_output[:, index])
+            finite = (interior > 0) & (interior < np.inf)
+            padding[:, index] = np.where(finite, grad_input[:, index] / np.where(finite, interior, 1.0), 1.0)
+    return grad_input, grad_output, padding
 
 
 def backward_chain(geometries: Sequence[LayerGeometry], weight_variances: Sequence[float],
@@ -178,23 +271,9 @@ def backward_chain(geometries: Sequence[LayerGeometry], weight_variances: Sequen
     factor is exact/interior for each layer's own step, the interior being
     Var[w]·(d/groups)·k^d/stride^d·E[Δy²] (each input position feeds k^d/stride^d outputs).
     """
-    count = len(geometries)
-    grad_input, grad_output, padding = np.zeros(count), np.zeros(count), np.ones(count)
-    q_grad_input: QMap = 0.0
-    for index in reversed(range(count)):
-        geometry = geometries[index]
-        if index == count - 1 or link_factors[index] is None:
-            q_grad_output = measured_grad_output_maps[index]
-        else:
-            q_grad_output = link_factors[index] * np.asarray(_adapt(q_grad_input, geometry.out_spatial))
-        q_grad_input = backward_second_moment(q_grad_output, geometry, weight_variances[index])
-        grad_output[index] = _map_mean(q_grad_output)
-        grad_input[index] = _map_mean(q_grad_input)
-        if geometry.kind == "conv":
-            interior = (weight_variances[index] * geometry.fan_out / math.prod(geometry.stride)
-                        * grad_output[index])
-            padding[index] = grad_input[index] / interior if 0 < interior < np.inf else 1.0
-    return grad_input, grad_output, padding
+    grad_input, grad_output, padding = backward_chains(geometries, np.asarray(weight_variances, dtype=np.float64)[None],
+                                                       link_factors, [_one_map(q) for q in measured_grad_output_maps])
+    return grad_input[0], grad_output[0], padding[0]
 
 
 # -- finite-width bands ----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 paper's predictions hold on deep MLPs and the 30-layer plain net within the finite-width band."""
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,9 @@ from torch import nn
 import initlab
 from initlab.probe import ProbeError
 from initlab.schemes import DIRECTION_STREAM, stream_seed
+
+sys.path.insert(0, str(Path(__file__).parent))
+from architectures import resnet18  # noqa: E402
 
 
 def _input(*shape, seed=0):
@@ -206,6 +211,23 @@ def test_residual_sum_resets_the_chain_and_fan_out_opens_the_backward_link():
     assert list(frame["link_in"]) == ["input", "rectifier", "sum"]
     assert list(frame["link_resets"]) == [False, False, True]
     assert list(frame["backward_link_closed"]) == [False, False, False]  # h feeds b and the sum
+
+
+def test_a_multi_seed_probe_gives_each_seed_the_frame_it_gets_alone():
+    # The seeds' chains run as one batch (compare.build_frame); each seed's rows, predictions
+    # included, must be those of a probe of that seed alone. PReLU slopes differ per seed after
+    # the init, so the link factors differ from row to row of the batch too.
+    x = _input(2, 3, 32, 32)
+    for factory, init in ((lambda: initlab.plain_net(depth=8, width=8, act="prelu"), "kaiming"),
+                          (lambda: resnet18(width=8), "xavier")):
+        together = initlab.probe(factory, x, init=init, seeds=[3, 4, 5]).to_frame()
+        alone = [initlab.probe(factory, x, init=init, seeds=[seed]).to_frame() for seed in (3, 4, 5)]
+        for column in ("var_y_pred", "var_y_pred_sampled", "grad_var_pred", "grad_var_pred_sampled",
+                       "grad_output_pred", "padding_factor", "padding_factor_backward", "var_y"):
+            expected = np.concatenate([frame[column].to_numpy() for frame in alone])
+            np.testing.assert_allclose(together[column].to_numpy(), expected, rtol=1e-12, err_msg=column)
+        spread = together.groupby("index")["var_y_pred_sampled"].agg(np.ptp) / together.groupby("index")["var_y_pred_sampled"].mean()
+        assert spread.max() > 1e-3  # the seeds' predictions differ, so a mix-up would show
 
 
 # -- the paper's predictions ----------------------------------------------------------------

@@ -146,6 +146,35 @@ def test_forward_chain_through_padded_stack_matches_monte_carlo():
     assert np.prod(padding) == pytest.approx(predicted[-1] / interior, rel=1e-9)
 
 
+def test_a_batch_of_chains_gives_each_chain_its_own_numbers():
+    # The seeds of a probe run as one batch of chains (compare.build_frame). Each row must equal its
+    # chain run alone, whatever its neighbours' weights, slopes and measured maps: zero, circular and
+    # strided padding, a re-anchored link and a conv → Linear flatten in one net.
+    rng = np.random.default_rng(3)
+    layers = [geometry(nn.Conv2d(4, 8, 3, padding=1), (2, 4, 6, 6), (2, 8, 6, 6)),
+              geometry(nn.Conv2d(8, 8, 3, stride=2, padding=1), (2, 8, 6, 6), (2, 8, 3, 3)),
+              geometry(nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular"), (2, 8, 3, 3), (2, 8, 3, 3)),
+              geometry(nn.Linear(72, 10), (2, 72), (2, 10))]
+    chains = 3
+    var_w, bias = rng.uniform(0.01, 0.1, (chains, 4)), rng.uniform(0.0, 0.01, (chains, 4))
+    forward_links = [None, rng.uniform(0.5, 1.0, chains), None, rng.uniform(0.5, 1.0, chains)]
+    backward_links = [rng.uniform(0.5, 1.0, chains), None, rng.uniform(0.5, 1.0, chains), None]
+    input_maps = [rng.uniform(0.5, 2.0, (chains, *shape)) for shape in ((6, 6), (6, 6), (3, 3), ())]
+    grad_maps = [rng.uniform(0.5, 2.0, (chains, *shape)) for shape in ((6, 6), (3, 3), (3, 3), ())]
+    predicted, padding = theory.forward_chains(layers, var_w, bias, forward_links, input_maps)
+    grad_input, grad_output, padding_backward = theory.backward_chains(layers, var_w, backward_links, grad_maps)
+    for row in range(chains):
+        alone = theory.forward_chain(layers, var_w[row], bias[row], [None if f is None else f[row] for f in forward_links],
+                                     [q[row] for q in input_maps])
+        np.testing.assert_allclose(predicted[row], alone[0], rtol=1e-12)
+        np.testing.assert_allclose(padding[row], alone[1], rtol=1e-12)
+        alone = theory.backward_chain(layers, var_w[row], [None if f is None else f[row] for f in backward_links],
+                                      [q[row] for q in grad_maps])
+        for batched, single in zip((grad_input, grad_output, padding_backward), alone):
+            np.testing.assert_allclose(batched[row], single, rtol=1e-12)
+    assert np.ptp(predicted[:, -1]) > 0.01 * predicted[:, -1].mean()  # the rows do differ
+
+
 @pytest.mark.parametrize("batch", [1, 32])
 def test_forward_log_variance_matches_seed_spread_of_mlp(batch):
     # Hanin–Rolnick: Var[ln q_L/q_1] ≈ Σ κ/n; with one input it is the exact regime, a batch of
