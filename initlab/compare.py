@@ -47,6 +47,14 @@ def slope_from_factor(factor: float | None) -> float | None:
     return None if factor is None else math.sqrt(max(2.0 * factor - 1.0, 0.0))
 
 
+def _chain_weights(record: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(Var[w], E[b²]) per layer for the record's nominal chain: the init's nominal values where
+    it has them, else the sampled weights' second moments."""
+    if record.nominal_weight_variance is not None:
+        return record.nominal_weight_variance, record.nominal_bias_second_moment
+    return record.stats["weight_second_moment"], record.stats["bias_second_moment"]
+
+
 def _chain_key(record: Any) -> tuple:
     """What chains must share to run as one batch: the layers, where links re-anchor, map shapes."""
     return (tuple(record.geometries), tuple(f is None for f in record.forward_links),
@@ -78,18 +86,15 @@ def _predictions(records: list) -> list[dict[str, np.ndarray]]:
     for positions in groups.values():
         group = [records[p] for p in positions]
         count = len(group)
-        sampled_w = np.stack([r.stats["weight_second_moment"] for r in group])
-        sampled_b = np.stack([r.stats["bias_second_moment"] for r in group])
-        var_w = np.stack([r.nominal_weight_variance if r.nominal_weight_variance is not None
-                          else r.stats["weight_second_moment"] for r in group])
-        bias = np.stack([r.nominal_bias_second_moment if r.nominal_weight_variance is not None
-                         else r.stats["bias_second_moment"] for r in group])
+        nominal = [_chain_weights(r) for r in group]
+        weight_variances = np.stack([w for w, _ in nominal] + [r.stats["weight_second_moment"] for r in group])
+        bias_second_moments = np.stack([b for _, b in nominal] + [r.stats["bias_second_moment"] for r in group])
         geometries = group[0].geometries
         forward, padding = theory.forward_chains(
-            geometries, np.concatenate([var_w, sampled_w]), np.concatenate([bias, sampled_b]),
+            geometries, weight_variances, bias_second_moments,
             _batched_links([r.forward_links for r in group], 2), _batched_maps([r.input_maps for r in group], 2))
         grad_input, grad_output, padding_backward = theory.backward_chains(
-            geometries, np.concatenate([var_w, sampled_w]), _batched_links([r.backward_links for r in group], 2),
+            geometries, weight_variances, _batched_links([r.backward_links for r in group], 2),
             _batched_maps([r.grad_output_maps for r in group], 2))
         for row, position in enumerate(positions):
             predictions[position] = {
@@ -113,7 +118,7 @@ def build_frame(records: list) -> pd.DataFrame:
         sampled_w = stats["weight_second_moment"]
         sampled_b = stats["bias_second_moment"]
         has_nominal = record.nominal_weight_variance is not None
-        var_w = record.nominal_weight_variance if has_nominal else sampled_w
+        var_w, _ = _chain_weights(record)
         forward_slopes = [slope_from_factor(f) for f in record.forward_links]
         backward_slopes = [slope_from_factor(f) for f in record.backward_links]
         fan_in = np.array([g.fan_in for g in geometries], dtype=float)

@@ -73,10 +73,6 @@ def kappa(slope: float | np.ndarray) -> float | np.ndarray:
 # is (B,). One layer step is then one ones-kernel convolution of the whole batch.
 
 
-def _map_mean(q: QMap) -> float:
-    return float(np.mean(q))
-
-
 def _map_means(q_maps: np.ndarray) -> np.ndarray:
     """The mean of each map of a batch (B, *spatial) → (B,)."""
     return q_maps.reshape(q_maps.shape[0], -1).mean(axis=1)
@@ -85,6 +81,13 @@ def _map_means(q_maps: np.ndarray) -> np.ndarray:
 def _per_map(values: np.ndarray, spatial: int) -> np.ndarray:
     """(B,) → (B, 1, …, 1): one value per map, broadcast over its ``spatial`` dims."""
     return values.reshape(-1, *([1] * spatial))
+
+
+def _as_maps(q_maps: np.ndarray, spatial: Sequence[int]) -> np.ndarray:
+    """A batch as maps (B, *spatial), a read-only view: (B,) values spread uniformly over each
+    map, maps broadcast to the shape."""
+    values = _per_map(q_maps, len(spatial)) if q_maps.ndim == 1 else q_maps
+    return np.broadcast_to(values, (q_maps.shape[0], *spatial))
 
 
 def _ones_conv(q_maps: np.ndarray, geometry: LayerGeometry, transpose: bool) -> np.ndarray:
@@ -107,8 +110,7 @@ def _ones_conv(q_maps: np.ndarray, geometry: LayerGeometry, transpose: bool) -> 
         # Non-zero padding wraps or mirrors the border: every input position receives its full
         # k^d taps on average, so the interior factor applies (stride spreads them as 1/s^d).
         taps = geometry.receptive / math.prod(geometry.stride)
-        return np.broadcast_to(_per_map(taps * _map_means(q_maps), spatial),
-                               (q_maps.shape[0], *geometry.in_spatial)).copy()
+        return _as_maps(taps * _map_means(q_maps), geometry.in_spatial).copy()
     base = [(o - 1) * s - 2 * p + d * (k - 1) + 1 for o, s, p, d, k in
             zip(q_maps.shape[1:], geometry.stride, geometry.padding, geometry.dilation, geometry.kernel_size)]
     output_padding = [i - b for i, b in zip(geometry.in_spatial, base)]
@@ -123,8 +125,7 @@ def _forward_step(q_inputs: np.ndarray, geometry: LayerGeometry, weight_variance
     if geometry.kind == "linear":
         return weight_variances * geometry.in_channels * _map_means(q_inputs) + bias_second_moments
     spatial = len(geometry.in_spatial)
-    q_maps = np.broadcast_to(q_inputs.reshape(q_inputs.shape[0], *([1] * spatial)) if q_inputs.ndim == 1
-                             else q_inputs, (q_inputs.shape[0], *geometry.in_spatial))
+    q_maps = _as_maps(q_inputs, geometry.in_spatial)
     channels_per_group = geometry.in_channels / geometry.groups
     return (_per_map(weight_variances * channels_per_group, spatial) * _ones_conv(q_maps, geometry, transpose=False)
             + _per_map(bias_second_moments, spatial))
@@ -135,9 +136,7 @@ def _backward_step(q_grad_outputs: np.ndarray, geometry: LayerGeometry, weight_v
     if geometry.kind == "linear":
         return weight_variances * geometry.out_channels * _map_means(q_grad_outputs)
     spatial = len(geometry.out_spatial)
-    q_maps = np.broadcast_to(q_grad_outputs.reshape(q_grad_outputs.shape[0], *([1] * spatial))
-                             if q_grad_outputs.ndim == 1 else q_grad_outputs,
-                             (q_grad_outputs.shape[0], *geometry.out_spatial))
+    q_maps = _as_maps(q_grad_outputs, geometry.out_spatial)
     channels_per_group = geometry.out_channels / geometry.groups
     return _per_map(weight_variances * channels_per_group, spatial) * _ones_conv(q_maps, geometry, transpose=True)
 
@@ -177,12 +176,22 @@ def _adapt(q_maps: np.ndarray, spatial: tuple[int, ...]) -> np.ndarray:
         return _map_means(q_maps)
     if q_maps.shape[1:] == tuple(spatial):
         return q_maps
-    return np.broadcast_to(_per_map(_map_means(q_maps), len(spatial)), (q_maps.shape[0], *spatial))
+    return _as_maps(_map_means(q_maps), spatial)
 
 
-def _link_values(factors: Sequence[Any], count: int) -> np.ndarray:
-    """One link's closed-form factor for each chain of a batch: (B,)."""
-    return np.broadcast_to(np.asarray(factors, dtype=np.float64), (count,))
+def _across_link(q_maps: np.ndarray, factors: Any, spatial: tuple[int, ...]) -> np.ndarray:
+    """Carry a batch of q-maps across a link to a layer whose maps have shape ``spatial``: adapted
+    to that shape, each chain's map times its link's closed-form factor (one factor or B)."""
+    adapted = _adapt(q_maps, spatial)
+    factor_per_chain = np.broadcast_to(np.asarray(factors, dtype=np.float64), (adapted.shape[0],))
+    return _per_map(factor_per_chain, adapted.ndim - 1) * adapted
+
+
+def _exact_over_interior(exact: np.ndarray, interior: np.ndarray) -> np.ndarray:
+    """The padding factor of each chain: exact/interior where the interior value is positive and
+    finite, else 1."""
+    finite = (interior > 0) & (interior < np.inf)
+    return np.where(finite, exact / np.where(finite, interior, 1.0), 1.0)
 
 
 # -- the chains over a network ----------------------------------------------------------------
@@ -206,13 +215,11 @@ def forward_chains(geometries: Sequence[LayerGeometry], weight_variances: np.nda
         if index == 0 or link_factors[index] is None:
             q_input = np.asarray(measured_input_maps[index], dtype=np.float64)
         else:
-            adapted = _adapt(q_output, geometry.in_spatial)
-            q_input = _per_map(_link_values(link_factors[index], chains), adapted.ndim - 1) * adapted
+            q_input = _across_link(q_output, link_factors[index], geometry.in_spatial)
         q_output = _forward_step(q_input, geometry, weight_variances[:, index], bias_second_moments[:, index])
         interior = weight_variances[:, index] * geometry.fan_in * _map_means(q_input) + bias_second_moments[:, index]
         predicted[:, index] = _map_means(q_output)
-        finite = (interior > 0) & (interior < np.inf)
-        padding[:, index] = np.where(finite, predicted[:, index] / np.where(finite, interior, 1.0), 1.0)
+        padding[:, index] = _exact_over_interior(predicted[:, index], interior)
     return predicted, padding
 
 
@@ -247,16 +254,14 @@ def backward_chains(geometries: Sequence[LayerGeometry], weight_variances: np.nd
         if index == count - 1 or link_factors[index] is None:
             q_grad_output = np.asarray(measured_grad_output_maps[index], dtype=np.float64)
         else:
-            adapted = _adapt(q_grad_input, geometry.out_spatial)
-            q_grad_output = _per_map(_link_values(link_factors[index], chains), adapted.ndim - 1) * adapted
+            q_grad_output = _across_link(q_grad_input, link_factors[index], geometry.out_spatial)
         q_grad_input = _backward_step(q_grad_output, geometry, weight_variances[:, index])
         grad_output[:, index] = _map_means(q_grad_output)
         grad_input[:, index] = _map_means(q_grad_input)
         if geometry.kind == "conv":
             interior = (weight_variances[:, index] * geometry.fan_out / math.prod(geometry.stride)
                         * grad_output[:, index])
-            finite = (interior > 0) & (interior < np.inf)
-            padding[:, index] = np.where(finite, grad_input[:, index] / np.where(finite, interior, 1.0), 1.0)
+            padding[:, index] = _exact_over_interior(grad_input[:, index], interior)
     return grad_input, grad_output, padding
 
 
