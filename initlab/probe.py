@@ -858,10 +858,12 @@ def _one_seed_shape(shape: torch.Size, groups: int) -> tuple[int, ...]:
 
 
 def _expected_input(module: nn.Module) -> str:
-    if isinstance(module, nn.Linear):
+    if hasattr(module, "kernel_size") and hasattr(module, "in_channels"):
+        spatial = ", ".join("H W D".split()[:len(module.kernel_size)])
+        return f"(N, {module.in_channels}, {spatial})"
+    if hasattr(module, "in_features"):
         return f"(..., {module.in_features})"
-    spatial = ", ".join("H W D".split()[:len(module.kernel_size)])
-    return f"(N, {module.in_channels}, {spatial})"
+    return "of another shape"
 
 
 def _shape_message(error: RuntimeError, recorder: _Recorder, inputs: ModelInput) -> str:
@@ -1029,8 +1031,14 @@ def _probe_stacked(instances: list[nn.Module], example_input: ModelInput, seeds:
         raise StackingError("stacked seeds take one input tensor of shape (N, C, ...)")
     network, references = stack_models(instances)
     device = _model_device(instances[0])
-    flat, layout, modules_by_call = _run_pass(network, repeat_input(example_input.to(device), len(seeds)), seeds[0],
-                                              seeds, references)
+    try:
+        flat, layout, modules_by_call = _run_pass(network, repeat_input(example_input.to(device), len(seeds)),
+                                                  seeds[0], seeds, references)
+    except ProbeError:
+        # The stacked net's shapes are S times one seed's: one seed's pass on the same input raises
+        # the error in the model's own terms (a wrong input shape), as the sequential probe would.
+        _probe_one(instances[0], example_input, seeds[0], None)
+        raise
     if scheme is not None:
         _nominal(layout, modules_by_call, instances[0], scheme)
     return [(flat[row], dataclasses.replace(layout, seed=seed)) for row, seed in enumerate(seeds)]

@@ -158,10 +158,15 @@ def test_a_model_without_conv_or_linear_layers_is_a_clear_error():
         initlab.probe(nn.Sequential(nn.ReLU(), nn.Tanh()), _input(2, 3))
 
 
-def test_a_shape_mismatch_names_the_failing_point():
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_shape_mismatch_names_the_failing_point(batched):
+    # stacked seeds fail in the stacked net's shapes; the message is still the model's own
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(9, 2))
     with pytest.raises(ProbeError, match=r"layer '2' \(Linear\) expects input \(\.\.\., 9\) but got \(2, 8\)"):
-        initlab.probe(model, _input(2, 4))
+        initlab.probe(model, _input(2, 4), init="kaiming", seeds=2, batched=batched)
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    with pytest.raises(ProbeError, match=r"layer '3' \(Linear\) expects input \(\.\.\., 144\) but got \(2, 64\)"):
+        initlab.probe(conv, _input(2, 3, 6, 6), init="kaiming", seeds=2, batched=batched)
 
 
 def test_tuple_and_dict_outputs_are_probed():

@@ -56,6 +56,15 @@ def test_user_factory_failures_are_one_line_exit_2(capsys, tmp_path, target, sha
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_a_wrong_input_shape_with_stacked_seeds_is_the_same_one_line(capsys, tmp_path):
+    path = tmp_path / "nets.py"
+    path.write_text(FACTORIES)
+    code, _, err = run(capsys, "probe", "--model", f"{path}:good", "--input-shape", "3,7", "--seeds", "2",
+                       "--batched", "on")
+    assert code == 2 and "layer '0' (Linear) expects input (..., 10) but got (64, 3, 7)" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 def test_a_file_that_fails_to_import_is_one_line(capsys, tmp_path):
     path = tmp_path / "broken.py"
     path.write_text("import nonexistent_module_xyz\n")
