@@ -20,8 +20,9 @@ is forked, and every hook is removed, also when the forward raises.
 from __future__ import annotations
 
 import copy
-import math
 import dataclasses
+import functools
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -102,12 +103,14 @@ class _Derived:
     arguments: tuple
 
 
-def _evaluate(recipe: Any, row: np.ndarray) -> Any:
-    """The value of a recipe, given one seed's row of the pass's flat statistics on the host."""
+def _evaluate(recipe: Any, rows: np.ndarray) -> Any:
+    """The value of a recipe for every seed at once, given the pass's flat statistics on the host
+    as rows (S, size): a slot's values come with the seed along axis 0, and every ``_Derived``
+    function works per seed along that axis."""
     if isinstance(recipe, _Slot):
-        return row[recipe.start:recipe.start + recipe.size].reshape(recipe.shape)
+        return rows[:, recipe.start:recipe.start + recipe.size].reshape(len(rows), *recipe.shape)
     if isinstance(recipe, _Derived):
-        return recipe.function(*(_evaluate(argument, row) for argument in recipe.arguments))
+        return recipe.function(*(_evaluate(argument, rows) for argument in recipe.arguments))
     return recipe
 
 
@@ -146,21 +149,31 @@ def _variance_from_moments(second: Any, mean: Any) -> Any:
     return second - np.square(mean)
 
 
-def _largest_abs(values: np.ndarray) -> float:
-    return float(np.abs(values).max())
+def _per_seed(values: np.ndarray) -> np.ndarray:
+    """(S, ...) as (S, M): each seed's values in one row."""
+    return values.reshape(len(values), -1)
 
 
-def _dead_fraction(largest: np.ndarray) -> float:
-    return float(np.mean(largest <= 0))
+def _mean_per_seed(values: np.ndarray) -> np.ndarray:
+    rows = _per_seed(values)
+    return np.add.reduce(rows, axis=1) / rows.shape[1]  # np.mean's own arithmetic, without its overhead
 
 
-def _product(*factors: Any) -> float:
-    return float(np.prod(factors))
+def _largest_abs(values: np.ndarray) -> np.ndarray:
+    return np.abs(_per_seed(values)).max(axis=1)
 
 
-def _prelu_factor(slopes: np.ndarray) -> float:
+def _dead_fraction(largest: np.ndarray) -> np.ndarray:
+    return (_per_seed(largest) <= 0).mean(axis=1)
+
+
+def _product(*factors: Any) -> Any:
+    return functools.reduce(np.multiply, factors)
+
+
+def _prelu_factor(slopes: np.ndarray) -> np.ndarray:
     """(1 + a²)/2 averaged over the channels' slopes: the rectifier factor of Eq. 10."""
-    return float(np.mean(0.5 * (1.0 + np.square(slopes))))
+    return _mean_per_seed(0.5 * (1.0 + np.square(slopes)))
 
 
 def _seed_blocks(data: torch.Tensor, groups: int) -> torch.Tensor:
@@ -289,7 +302,7 @@ def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int,
         variance, mean = torch.var_mean(view, dim=(0, 2) if groups > 1 else 0, correction=0)
         mean_map = store.add(mean.view(*row, *spatial))
         second_map = _Derived(_second_from_moments, (store.add(variance.view(*row, *spatial)), mean_map))
-        return second_map, _Derived(np.mean, (second_map,)), _Derived(np.mean, (mean_map,))
+        return second_map, _Derived(_mean_per_seed, (second_map,)), _Derived(_mean_per_seed, (mean_map,))
     squares = scratch.square(data.contiguous())
     if groups > 1:
         blocks = squares.view(data.shape[0], groups, -1, positions)
@@ -298,7 +311,7 @@ def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int,
         squares = squares.view(-1, positions)
         sums, count = squares.sum(0), squares.shape[0]
     second_map = _divided(store.add(sums.view(*row, *spatial)), count)
-    return second_map, _Derived(np.mean, (second_map,)), None
+    return second_map, _Derived(_mean_per_seed, (second_map,)), None
 
 
 def _unit_means(store: _RawStore, tensor: torch.Tensor, dim: int, groups: int = 1) -> _Derived:
@@ -682,7 +695,7 @@ class _Recorder:
                       if kind == "rectifier"]
         call.stats["input_rectifier_factor"] = _Derived(_product, tuple(rectifiers)) if rectifiers else float("nan")
         unit_means = _unit_means(self.raw, x, _unit_dim(x, layer_geometry.kind == "conv"), self.groups)
-        call.stats["input_mean"] = _Derived(np.mean, (unit_means,))
+        call.stats["input_mean"] = _Derived(_mean_per_seed, (unit_means,))
         call.stats["input_unit_mean_abs_max"] = _Derived(_largest_abs, (unit_means,))
         call.stats["output_variance"], call.stats["output_second_moment"] = \
             _variance_and_second_moment(self.raw, y, self.groups)
@@ -845,7 +858,7 @@ def _run_pass(model: nn.Module, example_input: ModelInput, seed: int, stacked_se
         sources = input_tensors + weights
         grads = torch.autograd.grad(outputs, sources, directions, allow_unused=True)
         weight_grads = dict(zip(map(id, weights), grads[len(sources) - len(weights):]))
-        layout = _layout(calls, recorder.sums, recorder.dead, in_degree, seed)
+        layout = _layout(calls, recorder.sums, recorder.dead, in_degree)
         layout.scalars, layout.maps = _stack(calls, recorder.sums, recorder.dead, weight_grads, recorder.raw, groups)
         layout.size = recorder.raw.size
         return recorder.raw.flat(), layout, [c.reference for c in calls]
@@ -920,7 +933,6 @@ def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], weight_grads
 class _PassLayout:
     """What is needed to unpack a pass's flat statistics: recipes and names, no tensors held."""
 
-    seed: int
     names: list[str]
     geometries: list[LayerGeometry]
     factor_slots: list[int]
@@ -941,7 +953,7 @@ class _PassLayout:
     nominal_bias_second_moment: np.ndarray | None = None
 
 
-def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: Counter, seed: int) -> _PassLayout:
+def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: Counter) -> _PassLayout:
     closed_forward = [c.link is not None and c.link.origin == c.index - 1 and c.link.closed for c in calls]
     # A closed-form link carries gradients back only if nothing else consumed the tensors on it.
     closed_backward = [closed_forward[i + 1] and all(in_degree.get(node, 0) == 1 for node in calls[i + 1].link.nodes
@@ -950,48 +962,70 @@ def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: 
     link_kinds = ["input" if i == 0 else ("+".join(c.prefix_kinds) or "direct") if c.link is not None else "other"
                   for i, c in enumerate(calls)]
     link_resets = [i > 0 and (c.link is None or c.link.resets) for i, c in enumerate(calls)]
-    return _PassLayout(seed, [c.name for c in calls], [c.geometry for c in calls],
+    return _PassLayout([c.name for c in calls], [c.geometry for c in calls],
                        [len(c.prefix_factors) for c in calls], closed_forward, closed_backward, link_kinds,
                        link_resets, ["+".join(c.prefix_kinds) for c in calls], [s.name for s in sums],
                        [s.previous for s in sums], [d.name for d in dead], [d.units for d in dead],
                        [type(c.reference).__name__ for c in calls])
 
 
-def _unpack(flat: np.ndarray, layout: _PassLayout) -> PassRecord:
-    """Return the ``PassRecord`` of one pass from its row of the host copy of the statistics."""
-    count = len(layout.names)
-    stats = {name: np.empty(count) for name in _STAT_NAMES}
-    scalars = np.array([float(_evaluate(recipe, flat)) for recipe in layout.scalars])
+def _seed_rows(value: Any, seeds: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+    """A recipe's value as (S, *shape) floats: a host constant broadcast to every seed, a measured
+    value with one row per seed (a scalar map broadcast over the positions)."""
+    array = np.asarray(value, dtype=float)
+    if array.ndim:
+        array = array.reshape(seeds, -1)
+        if array.shape[1] == math.prod(shape):
+            return array.reshape(seeds, *shape)
+        array = array.reshape(seeds, *(1,) * len(shape))
+    return np.broadcast_to(array, (seeds, *shape))
+
+
+def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list[PassRecord]:
+    """Return one ``PassRecord`` per seed from a pass's host statistics, rows (S, size): every
+    recipe is evaluated once for all seeds of the pass."""
+    count, width = len(layout.names), len(seeds)
+    scalars = np.empty((len(layout.scalars), width))
+    for position, recipe in enumerate(layout.scalars):
+        value = _evaluate(recipe, rows)
+        scalars[position] = value.reshape(width) if isinstance(value, np.ndarray) else value
+    stats = {name: np.empty((count, width)) for name in _STAT_NAMES}
+    prefix_factors, prefix_backward = np.empty((count, width)), np.empty((count, width))
     offset = 0
-    prefix_factors: list[float] = []
-    prefix_backward: list[float] = []
     for position in range(count):
         for name in _STAT_NAMES:
             stats[name][position] = scalars[offset]
             offset += 1
         slots = layout.factor_slots[position]
-        prefix_factors.append(float(np.prod(scalars[offset:offset + slots])))
-        prefix_backward.append(float(np.prod(scalars[offset + slots:offset + 2 * slots])))
+        prefix_factors[position] = np.prod(scalars[offset:offset + slots], axis=0)
+        prefix_backward[position] = np.prod(scalars[offset + slots:offset + 2 * slots], axis=0)
         offset += 2 * slots
-    input_maps, grad_output_maps = [], []
-    recipes = iter(layout.maps)
-    for geometry_of_call in layout.geometries:
-        for target, shape in ((input_maps, geometry_of_call.in_spatial), (grad_output_maps, geometry_of_call.out_spatial)):
-            value = np.asarray(_evaluate(next(recipes), flat), dtype=float)
-            target.append(np.broadcast_to(value, shape).copy() if shape else float(value))
+    maps = iter(layout.maps)
+    map_rows = [[_seed_rows(_evaluate(next(maps), rows), width, shape)
+                 for shape in (geometry_of_call.in_spatial, geometry_of_call.out_spatial)]
+                for geometry_of_call in layout.geometries]
     sum_count = len(layout.sum_names)
-    sum_block = scalars[offset:offset + sum_count * len(_SUM_STATS)].reshape(sum_count, len(_SUM_STATS))
+    sum_block = scalars[offset:offset + sum_count * len(_SUM_STATS)].reshape(sum_count, len(_SUM_STATS), width)
     offset += sum_count * len(_SUM_STATS)
-    sums = {"name": np.array(layout.sum_names, dtype=object), "previous": np.array(layout.sum_previous, dtype=int),
-            **{name: sum_block[:, column] for column, name in enumerate(_SUM_STATS)}}
-    dead_units = {"name": np.array(layout.dead_names, dtype=object), "units": np.array(layout.dead_units, dtype=int),
-                  "dead_fraction": scalars[offset:offset + len(layout.dead_names)]}
-    forward_links = [f if closed else None for f, closed in zip(prefix_factors, layout.closed_forward)]
-    backward_links = [prefix_backward[i + 1] if layout.closed_backward[i] else None for i in range(count - 1)] + [None]
-    return PassRecord(layout.seed, layout.names, [g.kind for g in layout.geometries], layout.geometries, stats,
-                      input_maps, grad_output_maps, forward_links, backward_links, layout.link_kinds,
-                      layout.link_resets, prefix_factors, prefix_backward, layout.prefix_kinds, sums, dead_units,
-                      layout.module_types, layout.nominal_weight_variance, layout.nominal_bias_second_moment)
+    dead_fractions = scalars[offset:offset + len(layout.dead_names)]
+    records = []
+    for row, seed in enumerate(seeds):
+        forward = [float(f) for f in prefix_factors[:, row]]
+        backward = [float(f) for f in prefix_backward[:, row]]
+        sums = {"name": np.array(layout.sum_names, dtype=object), "previous": np.array(layout.sum_previous, dtype=int),
+                **{name: sum_block[:, column, row].copy() for column, name in enumerate(_SUM_STATS)}}
+        dead_units = {"name": np.array(layout.dead_names, dtype=object), "units": np.array(layout.dead_units, dtype=int),
+                      "dead_fraction": dead_fractions[:, row].copy()}
+        input_maps = [m[row].copy() if m.ndim > 1 else float(m[row]) for m, _ in map_rows]
+        grad_output_maps = [m[row].copy() if m.ndim > 1 else float(m[row]) for _, m in map_rows]
+        records.append(PassRecord(
+            seed, layout.names, [g.kind for g in layout.geometries], layout.geometries,
+            {name: values[:, row].copy() for name, values in stats.items()}, input_maps, grad_output_maps,
+            [f if closed else None for f, closed in zip(forward, layout.closed_forward)],
+            [backward[i + 1] if layout.closed_backward[i] else None for i in range(count - 1)] + [None],
+            layout.link_kinds, layout.link_resets, forward, backward, layout.prefix_kinds, sums, dead_units,
+            layout.module_types, layout.nominal_weight_variance, layout.nominal_bias_second_moment))
+    return records
 
 
 # -- the public probe --------------------------------------------------------------------------
@@ -1025,8 +1059,9 @@ def _probe_one(model: nn.Module, example_input: ModelInput, seed: int,
 
 
 def _probe_stacked(instances: list[nn.Module], example_input: ModelInput, seeds: list[int],
-                   scheme: Scheme | None) -> list[tuple[torch.Tensor, _PassLayout]]:
-    """Probe S seeds' models in one pass of them stacked; return one (flat row, layout) per seed."""
+                   scheme: Scheme | None) -> tuple[torch.Tensor, _PassLayout]:
+    """Probe S seeds' models in one pass of them stacked; return their statistics, one row per
+    seed (still on the device), and the layout every row shares."""
     if not isinstance(example_input, torch.Tensor) or example_input.dim() < 2:
         raise StackingError("stacked seeds take one input tensor of shape (N, C, ...)")
     network, references = stack_models(instances)
@@ -1041,7 +1076,7 @@ def _probe_stacked(instances: list[nn.Module], example_input: ModelInput, seeds:
         raise
     if scheme is not None:
         _nominal(layout, modules_by_call, instances[0], scheme)
-    return [(flat[row], dataclasses.replace(layout, seed=seed)) for row, seed in enumerate(seeds)]
+    return flat, layout
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -1098,7 +1133,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
         raise ProbeError(f"model must be an nn.Module or a factory returning one, got {type(model).__name__}")
     device_used = target if target is not None else _model_device(model) if not is_factory else torch.device("cpu")
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    passes: list[tuple[torch.Tensor, _PassLayout]] = []
+    passes: list[tuple[torch.Tensor, _PassLayout, list[int]]] = []  # (statistics, layout, the seeds of its rows)
     with torch.random.fork_rng(devices=cuda_devices):
         example_input = _resolve_input(example_input)
 
@@ -1124,7 +1159,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
         if batched or (batched is None and len(seed_list) > 1 and device_used.type == "cuda"):
             instances = [instance_for(seed) for seed in seed_list]
             try:
-                passes = _probe_stacked(instances, example_input, seed_list, scheme)
+                passes = [(*_probe_stacked(instances, example_input, seed_list, scheme), seed_list)]
             except StackingError as error:
                 if batched:
                     raise ProbeError(f"batched seeds: {error}; probe one pass per seed (batched=False, --batched off)") from None
@@ -1133,15 +1168,16 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
         if not passes:  # one pass per seed, reusing the instances built for a stacking that did not apply
             for position, seed in enumerate(seed_list):
                 instance = instances[position] if instances else instance_for(seed)
-                passes.append(_probe_one(instance, example_input, seed, scheme))
+                passes.append((*_probe_one(instance, example_input, seed, scheme), [seed]))
                 if progress is not None:
                     progress(len(passes), len(seed_list))
     # every seed's statistics cross to the host in one transfer
-    host = torch.cat([flat.to(passes[0][0].device) for flat, _ in passes]).cpu().double().numpy()
+    host = torch.cat([flat.reshape(-1).to(passes[0][0].device) for flat, _, _ in passes]).cpu().double().numpy()
     records, offset = [], 0
-    for _, layout in passes:
-        records.append(_unpack(host[offset:offset + layout.size], layout))
-        offset += layout.size
+    for _, layout, seeds_of_pass in passes:
+        end = offset + layout.size * len(seeds_of_pass)
+        records += _unpack(host[offset:end].reshape(len(seeds_of_pass), layout.size), layout, seeds_of_pass)
+        offset = end
     first = _input_tensors(example_input)[0]
     info = {"init": str(scheme) if scheme is not None else "model's own", "seeds": seed_list,
             "batch_size": int(first.shape[0]) if first.dim() else 1, "input_shape": list(first.shape[1:]), "device": str(device_used), "direction": DIRECTION}
