@@ -69,7 +69,7 @@ def resolve_device(spec: str | torch.device | None) -> torch.device | None:
 
 def _float_data(tensor: torch.Tensor) -> torch.Tensor:
     """The tensor detached, in float32 unless it is already float32 or float64."""
-    data = tensor.detach()
+    data = tensor.detach() if tensor.requires_grad else tensor
     return data if data.dtype in (torch.float32, torch.float64) else data.float()
 
 
@@ -128,13 +128,14 @@ class _RawStore:
 
     def add(self, tensor: torch.Tensor) -> _Slot:
         slot = _Slot(self.size, tuple(tensor.shape[1:] if self.groups > 1 else tensor.shape))
-        self.tensors.append(tensor.detach())
+        self.tensors.append(tensor.detach() if tensor.requires_grad else tensor)
         self.size += slot.size
         return slot
 
     def flat(self) -> torch.Tensor:
+        """All reductions side by side in float32: one cat (which promotes mixed dtypes), one cast."""
         row = (self.groups,) if self.groups > 1 else ()
-        return torch.cat([t.reshape(*row, -1).to(torch.float32) for t in self.tensors], dim=len(row))
+        return torch.cat([t.reshape(*row, -1) for t in self.tensors], dim=len(row)).to(torch.float32)
 
 
 def _divided(recipe: Any, count: int) -> _Derived:
@@ -191,7 +192,7 @@ def _welford(data: torch.Tensor) -> bool:
 
     On a GPU one kernel beats two; on a CPU ``var_mean`` is 10–25× slower than a dot product and
     a sum together (measured on this project's 2-core CI machine, 4 MB tensors)."""
-    return data.device.type != "cpu"
+    return not data.is_cpu
 
 
 def _moments(store: _RawStore, tensor: torch.Tensor, groups: int = 1) -> tuple[Any, Any]:
