@@ -970,9 +970,9 @@ def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: 
                        [type(c.reference).__name__ for c in calls])
 
 
-def _seed_rows(value: Any, seeds: int, shape: tuple[int, ...] = ()) -> np.ndarray:
-    """A recipe's value as (S, *shape) floats: a host constant broadcast to every seed, a measured
-    value with one row per seed (a scalar map broadcast over the positions)."""
+def _seed_maps(value: Any, seeds: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A map recipe's value as (S, *shape) floats: a host constant (NaN: no gradient) broadcast to
+    every seed, a measured value with one row per seed (a scalar map broadcast over the positions)."""
     array = np.asarray(value, dtype=float)
     if array.ndim:
         array = array.reshape(seeds, -1)
@@ -988,7 +988,7 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
     count, width = len(layout.names), len(seeds)
     scalars = np.empty((len(layout.scalars), width))
     for position, recipe in enumerate(layout.scalars):
-        value = _evaluate(recipe, rows)
+        value = _evaluate(recipe, rows)  # (S,) measured, or a host constant the row broadcasts
         scalars[position] = value.reshape(width) if isinstance(value, np.ndarray) else value
     stats = {name: np.empty((count, width)) for name in _STAT_NAMES}
     prefix_factors, prefix_backward = np.empty((count, width)), np.empty((count, width))
@@ -1002,7 +1002,7 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
         prefix_backward[position] = np.prod(scalars[offset + slots:offset + 2 * slots], axis=0)
         offset += 2 * slots
     maps = iter(layout.maps)
-    map_rows = [[_seed_rows(_evaluate(next(maps), rows), width, shape)
+    map_rows = [[_seed_maps(_evaluate(next(maps), rows), width, shape)
                  for shape in (geometry_of_call.in_spatial, geometry_of_call.out_spatial)]
                 for geometry_of_call in layout.geometries]
     sum_count = len(layout.sum_names)
