@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -191,6 +192,68 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return loss_sum, errors
 
 
+def _host_snapshot(value: Any, copies: list[bool]) -> Any:
+    """A copy of ``value`` (nested dicts, lists and tuples of tensors and numbers) that training can
+    no longer change: CPU tensors cloned; CUDA tensors copied without blocking into pinned host
+    memory (``copies`` gets True: the copies finish when the stream reaches them)."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        if value.is_cuda:
+            copies.append(True)
+            host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
+            return host.copy_(value, non_blocking=True)
+        return value.to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _host_snapshot(item, copies) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_host_snapshot(item, copies) for item in value)
+    return value
+
+
+def _write_checkpoint(path: Path, state: dict, copied: Any) -> None:
+    """Wait for the snapshot's device copies (a CUDA event, or None), then save ``state`` atomically."""
+    if copied is not None:
+        copied.synchronize()
+    atomic_write(path, lambda temporary: torch.save(state, temporary))
+
+
+class _CheckpointWriter:
+    """Writes each epoch's checkpoint in a background thread while the next epoch trains.
+
+    On a GPU ``torch.save`` of the live state copies every tensor to the host with a sync, and the
+    GPU idles meanwhile; here the main thread only enqueues the copies. At most one write is in
+    flight: ``submit`` first waits for the previous one (and raises its error), so checkpoints land
+    in epoch order. ``close`` waits for the last one: a run that returns, or raises (Ctrl-C), has
+    every submitted checkpoint on disk.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="initlab-checkpoint")
+        self.pending: Future | None = None
+
+    def submit(self, state: dict) -> None:
+        self.wait()
+        copies: list[bool] = []
+        snapshot = _host_snapshot(state, copies)
+        copied = None
+        if copies:
+            copied = torch.cuda.Event()
+            copied.record()
+        self.pending = self.executor.submit(_write_checkpoint, self.path, snapshot, copied)
+
+    def wait(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.executor.shutdown(wait=True)
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Return a checkpoint written by ``train``, loaded with ``weights_only=True`` (no code runs)."""
     try:
@@ -210,10 +273,12 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
           on_epoch: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None) -> TrainResult:
     """Train ``model`` (already initialized) on ``dataset``; return its history and verdict.
 
-    ``checkpoint``: a path written atomically after every epoch (rank 0); with ``resume`` the run
-    continues from it. ``on_step(step, total)`` is called after each optimizer step (no host
-    sync), ``on_epoch(history, slopes)`` after each epoch. A KeyboardInterrupt propagates after the
-    last completed epoch's checkpoint is on disk.
+    ``checkpoint``: a path written atomically after every epoch (rank 0), from a copy of the state
+    in a background thread while the next epoch trains; with ``resume`` the run continues from it.
+    ``on_step(step, total)`` is called after each optimizer step (no host sync), ``on_epoch(history,
+    slopes)`` after each epoch, in the calling thread. A KeyboardInterrupt propagates after the last
+    completed epoch's checkpoint is on disk; a failed checkpoint write raises its error at the next
+    epoch's write or at the end of the run.
     """
     rank, world = _distributed()
     device = device or next(model.parameters()).device
@@ -247,54 +312,58 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
     network = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     network.train()
 
-    for epoch in range(start_epoch, epochs + 1):
-        started = time.perf_counter()
-        order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(
-            stream_seed(config.seed, SHUFFLE_STREAM + epoch))).to(device)
-        loss_sum = torch.zeros((), device=device)
-        errors = torch.zeros((), device=device)
-        seen = 0
-        for batch in range(steps_per_epoch):
-            step = (epoch - 1) * steps_per_epoch + batch
-            if step >= total_steps:
-                break
-            rate = learning_rate(config, step, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-            batch_indices = order[batch * config.batch_size:(batch + 1) * config.batch_size]
-            indices = torch.tensor_split(batch_indices, world)[rank] if world > 1 else batch_indices
-            inputs, targets = train_x[indices], train_y[indices]
-            logits = network(inputs)
-            summed = nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
-            # DDP averages gradients over ranks: scaling by world/global batch makes that the mean
-            # over the global batch, exactly, even when the last batch splits unevenly.
-            loss = summed * (world / len(batch_indices))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += summed.detach()
-            errors += (logits.detach().argmax(dim=1) != targets).sum()
-            seen += len(indices)
-            if on_step is not None:
-                on_step(step + 1, total_steps)
-        totals = torch.stack([loss_sum, errors.float(), torch.tensor(float(seen), device=device)])
-        if world > 1:
-            dist.all_reduce(totals)
-        val_loss, val_errors = _evaluate(model, val_x, val_y, 1024)
-        slope_stub, slope_values = _slope_rows(model, epoch)
-        summary = torch.cat([totals, torch.stack([val_loss, val_errors.float()])]).cpu().tolist()  # one sync
-        history.append({"epoch": epoch, "train_loss": summary[0] / summary[2], "train_error": summary[1] / summary[2],
-                        "val_loss": summary[3] / len(val_x), "val_error": summary[4] / len(val_x), "lr": rate,
-                        "seconds": time.perf_counter() - started})
-        slopes += _finish_slopes(slope_stub, slope_values)
-        if checkpoint is not None and rank == 0:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                     "history": history, "slopes": slopes, "config": asdict(config)}
-            atomic_write(checkpoint, lambda temporary, state=state: torch.save(state, temporary))
-        if on_epoch is not None:
-            on_epoch(pd.DataFrame(history), pd.DataFrame(slopes))
-        if not math.isfinite(history[-1]["train_loss"]):
-            break  # diverged: further epochs only compute NaNs
+    writer = _CheckpointWriter(checkpoint) if checkpoint is not None and rank == 0 else None
+    try:
+        for epoch in range(start_epoch, epochs + 1):
+            started = time.perf_counter()
+            order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(
+                stream_seed(config.seed, SHUFFLE_STREAM + epoch))).to(device)
+            loss_sum = torch.zeros((), device=device)
+            errors = torch.zeros((), device=device)
+            seen = 0
+            for batch in range(steps_per_epoch):
+                step = (epoch - 1) * steps_per_epoch + batch
+                if step >= total_steps:
+                    break
+                rate = learning_rate(config, step, total_steps)
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
+                batch_indices = order[batch * config.batch_size:(batch + 1) * config.batch_size]
+                indices = torch.tensor_split(batch_indices, world)[rank] if world > 1 else batch_indices
+                inputs, targets = train_x[indices], train_y[indices]
+                logits = network(inputs)
+                summed = nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+                # DDP averages gradients over ranks: scaling by world/global batch makes that the mean
+                # over the global batch, exactly, even when the last batch splits unevenly.
+                loss = summed * (world / len(batch_indices))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += summed.detach()
+                errors += (logits.detach().argmax(dim=1) != targets).sum()
+                seen += len(indices)
+                if on_step is not None:
+                    on_step(step + 1, total_steps)
+            totals = torch.stack([loss_sum, errors.float(), torch.tensor(float(seen), device=device)])
+            if world > 1:
+                dist.all_reduce(totals)
+            val_loss, val_errors = _evaluate(model, val_x, val_y, 1024)
+            slope_stub, slope_values = _slope_rows(model, epoch)
+            summary = torch.cat([totals, torch.stack([val_loss, val_errors.float()])]).cpu().tolist()  # one sync
+            history.append({"epoch": epoch, "train_loss": summary[0] / summary[2],
+                            "train_error": summary[1] / summary[2], "val_loss": summary[3] / len(val_x),
+                            "val_error": summary[4] / len(val_x), "lr": rate, "seconds": time.perf_counter() - started})
+            slopes += _finish_slopes(slope_stub, slope_values)
+            if writer is not None:  # written while the next epoch trains
+                writer.submit({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                               "history": history, "slopes": slopes, "config": asdict(config)})
+            if on_epoch is not None:
+                on_epoch(pd.DataFrame(history), pd.DataFrame(slopes))
+            if not math.isfinite(history[-1]["train_loss"]):
+                break  # diverged: further epochs only compute NaNs
+    finally:
+        if writer is not None:
+            writer.close()  # the last checkpoint is on disk, also when an exception (Ctrl-C) propagates
     frame = pd.DataFrame(history)
     outcome, reason = verdict(frame, dataset.num_classes)
     return TrainResult(frame, pd.DataFrame(slopes), outcome, reason, asdict(config))

@@ -96,6 +96,77 @@ def test_resume_after_an_interrupt_ends_where_an_uninterrupted_run_ends(digits, 
     assert all(torch.equal(final[k], expected[k]) for k in expected)
 
 
+def _slow_checkpoints(monkeypatch, folder):
+    """Delay each background checkpoint write by 0.3 s (the next epoch trains meanwhile) and keep a
+    copy of every epoch's file; return the list of (epoch, thread name) of the writes."""
+    import shutil
+    import threading
+    import time
+
+    import initlab.train as train_module
+    original, writes = train_module._write_checkpoint, []
+
+    def slow(path, state, copied):
+        time.sleep(0.3)
+        original(path, state, copied)
+        shutil.copy(path, folder / f"epoch{state['epoch']}.pt")
+        writes.append((state["epoch"], threading.current_thread().name))
+    monkeypatch.setattr(train_module, "_write_checkpoint", slow)
+    return writes
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA: non-blocking copies into pinned memory, then an event"))])
+def test_a_checkpoint_holds_its_epochs_state_while_later_epochs_train(digits, tmp_path, monkeypatch, device):
+    import threading
+
+    from initlab.train import train
+    writes = _slow_checkpoints(monkeypatch, tmp_path)
+    torch.manual_seed(3)
+    model = _factory()
+    seen = {}
+
+    def remember(history, slopes):  # called right after the epoch's write is handed to the writer
+        seen[len(history)] = {key: value.cpu().clone() for key, value in model.state_dict().items()}
+    train(model, digits, TrainConfig(epochs=3, lr=0.05), device=torch.device(device), checkpoint=tmp_path / "run.pt",
+          on_epoch=remember)
+    assert [epoch for epoch, _ in writes] == [1, 2, 3]  # in order, each one on disk when train returns
+    assert all(name.startswith("initlab-checkpoint") for _, name in writes)
+    assert not any(t.name.startswith("initlab-checkpoint") for t in threading.enumerate())
+    for epoch in (1, 2, 3):
+        saved = torch.load(tmp_path / f"epoch{epoch}.pt", weights_only=True)
+        assert saved["epoch"] == epoch and len(saved["history"]) == epoch
+        # written 0.3 s late, while the next epoch changed the live weights: the file holds a copy
+        assert all(torch.equal(saved["model"][key], seen[epoch][key]) for key in seen[epoch])
+    assert not torch.equal(seen[1]["0.weight"], seen[3]["0.weight"])
+
+
+def test_ctrl_c_waits_for_the_checkpoint_being_written(digits, tmp_path, monkeypatch):
+    _slow_checkpoints(monkeypatch, tmp_path)
+
+    def interrupt_after_two(history, slopes):
+        if len(history) == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=4), checkpoint=tmp_path / "run.pt",
+                     on_epoch=interrupt_after_two)
+    assert torch.load(tmp_path / "run.pt", weights_only=True)["epoch"] == 2
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_a_failed_checkpoint_write_is_raised_not_lost(digits, tmp_path, monkeypatch, capsys):
+    import initlab.train as train_module
+    from initlab.cli import main
+
+    def full_disk(path, state, copied):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(train_module, "_write_checkpoint", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1), checkpoint=tmp_path / "run.pt")
+    assert main(["train", "--depth", "4", "--width", "8", "--epochs", "1", "--quiet", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: [Errno 28] No space left on device"]
+
+
 def test_resume_refuses_other_settings_and_foreign_files(digits, tmp_path):
     train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1, seed=0), checkpoint=tmp_path / "c.pt")
     with pytest.raises(ValueError, match="different settings.*lr"):
