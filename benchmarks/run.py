@@ -179,6 +179,7 @@ def _bare_training(model: torch.nn.Module, data, config, steps: int, device: tor
 def bench_train(device: torch.device, quick: bool) -> None:
     from initlab.cli import TRAIN_DEFAULTS, _history_writer, _progress_printer
     from initlab.data import load_dataset
+    from initlab.files import BackgroundWriter
     from initlab.train import TrainConfig, train
 
     data = load_dataset("digits", seed=0)
@@ -194,10 +195,11 @@ def bench_train(device: torch.device, quick: bool) -> None:
 
     folder = Path(tempfile.mkdtemp(prefix="initlab-bench-"))
 
-    def library() -> None:
-        with contextlib.redirect_stderr(io.StringIO()):  # the progress bar draws as on a terminal
+    def library() -> None:  # as `initlab train --out` runs it
+        with contextlib.redirect_stderr(io.StringIO()), BackgroundWriter("initlab-history") as writes:
+            # the progress bar draws as on a terminal
             train(fresh(), data, config, device=device, checkpoint=folder / "checkpoint.pt",
-                  on_step=_progress_printer("kaiming", True), on_epoch=_history_writer(folder))
+                  on_step=_progress_printer("kaiming", True), on_epoch=_history_writer(folder, writes))
 
     bare, library_time, ratio = paired(lambda: _bare_training(fresh(), data, config, steps, device), library,
                                        2 if quick else 5, device, warmup=1)

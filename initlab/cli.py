@@ -21,7 +21,7 @@ import typer
 from . import __version__
 from .activations import ACTIVATIONS, parse_activation
 from .data import DATASETS
-from .files import atomic_write_text, check_writable_directory
+from .files import BackgroundWriter, atomic_write_text, check_writable_directory
 from .check import check
 from .models import BUILTIN_MODELS, ModelRecipe, load_factory
 from .probe import probe, resolve_device
@@ -320,12 +320,18 @@ def _progress_printer(label: str, enabled: bool):
     return on_step
 
 
-def _history_writer(directory: Path):
+def _write_history(directory: Path, history: pd.DataFrame, slopes: pd.DataFrame) -> None:
+    atomic_write_text(directory / "history.csv", history.to_csv(index=False))
+    atomic_write_text(directory / "history.json", history.to_json(orient="records", indent=2))
+    if not slopes.empty:
+        atomic_write_text(directory / "slopes.csv", slopes.to_csv(index=False))
+
+
+def _history_writer(directory: Path, writes: BackgroundWriter):
+    """``on_epoch`` for ``train``: the epoch's history and slope files, written by ``writes`` in the
+    background while the next epoch trains (the frames are new each epoch, nothing changes them)."""
     def on_epoch(history: pd.DataFrame, slopes: pd.DataFrame) -> None:
-        atomic_write_text(directory / "history.csv", history.to_csv(index=False))
-        atomic_write_text(directory / "history.json", history.to_json(orient="records", indent=2))
-        if not slopes.empty:
-            atomic_write_text(directory / "slopes.csv", slopes.to_csv(index=False))
+        writes.submit(_write_history, directory, history, slopes)
     return on_epoch
 
 
@@ -410,18 +416,20 @@ def train_command(
         check_writable_directory(out)
     show_progress = rank == 0 and not quiet and sys.stderr.isatty()
     results = {}
-    for init_spec in inits:
-        directory = out / _slug(init_spec) if out is not None else None
-        if directory is not None and rank == 0:
-            directory.mkdir(parents=True, exist_ok=True)
-        results[init_spec] = train_scheme(
-            factory, None if init_spec == OWN_INIT else init_spec, data, config, device=target,
-            checkpoint=directory / "checkpoint.pt" if directory is not None else None,
-            resume=resume and directory is not None and (directory / "checkpoint.pt").exists(),
-            on_step=_progress_printer(init_spec, show_progress),
-            on_epoch=_history_writer(directory) if directory is not None and rank == 0 else None)
-        results[init_spec].config.update({"model": model, "depth": depth, "width": width, "stages": stages,
-                                          "act": act, "dataset": dataset, "device": str(target), "world_size": world})
+    with BackgroundWriter("initlab-history") as history_writes:  # on disk when the block is left, Ctrl-C too
+        for init_spec in inits:
+            directory = out / _slug(init_spec) if out is not None else None
+            if directory is not None and rank == 0:
+                directory.mkdir(parents=True, exist_ok=True)
+            results[init_spec] = train_scheme(
+                factory, None if init_spec == OWN_INIT else init_spec, data, config, device=target,
+                checkpoint=directory / "checkpoint.pt" if directory is not None else None,
+                resume=resume and directory is not None and (directory / "checkpoint.pt").exists(),
+                on_step=_progress_printer(init_spec, show_progress),
+                on_epoch=_history_writer(directory, history_writes) if directory is not None and rank == 0 else None)
+            results[init_spec].config.update({"model": model, "depth": depth, "width": width, "stages": stages,
+                                              "act": act, "dataset": dataset, "device": str(target),
+                                              "world_size": world})
     if rank != 0:
         return
     documents = [result.to_dict() for result in results.values()]

@@ -1,7 +1,7 @@
 """Atomic output: every file is written to a temporary sibling and renamed into place.
 
 An interrupted run therefore leaves either the previous file or the complete new one, never a
-truncated file.
+truncated file. ``BackgroundWriter`` runs such writes in a thread of their own, in order.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +36,43 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (UTF-8); return ``path``."""
     return atomic_write(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
+
+
+class BackgroundWriter:
+    """Runs writes in a background thread, one at a time, in the order they were submitted.
+
+    ``submit`` first waits for the write before it and raises that write's error, so one write is
+    in flight at most and files land in order. ``close`` waits for the last one and also raises its
+    error; leaving a ``with`` block closes, also when an exception (Ctrl-C) propagates, so every
+    submitted write is on disk when control leaves it. What is submitted must not change afterwards:
+    pass copies.
+    """
+
+    def __init__(self, name: str = "initlab-writer") -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.pending: Future | None = None
+
+    def submit(self, write: Callable[..., None], *args: Any) -> None:
+        self.wait()
+        self.pending = self.executor.submit(write, *args)
+
+    def wait(self) -> None:
+        """Wait for the write in flight, if any; raise its error."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self.executor.shutdown(wait=True)
+
+    def __enter__(self) -> "BackgroundWriter":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
 
 def check_writable_directory(path: str | Path) -> Path:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +28,7 @@ from torch import nn
 
 from .activations import no_decay_param_groups
 from .data import Dataset
-from .files import atomic_write, json_records, json_value
+from .files import BackgroundWriter, atomic_write, json_records, json_value
 from .schemes import apply_init, stream_seed
 
 SHUFFLE_STREAM = 1000  # + epoch
@@ -192,66 +191,44 @@ def _evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: in
     return loss_sum, errors
 
 
-def _host_snapshot(value: Any, copies: list[bool]) -> Any:
+def _host_snapshot(value: Any, devices: set[torch.device]) -> Any:
     """A copy of ``value`` (nested dicts, lists and tuples of tensors and numbers) that training can
     no longer change: CPU tensors cloned; CUDA tensors copied without blocking into pinned host
-    memory (``copies`` gets True: the copies finish when the stream reaches them)."""
+    memory, on their device's current stream (added to ``devices``)."""
     if isinstance(value, torch.Tensor):
         value = value.detach()
         if value.is_cuda:
-            copies.append(True)
+            devices.add(value.device)
             host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
             return host.copy_(value, non_blocking=True)
         return value.to("cpu", copy=True)
     if isinstance(value, dict):
-        return {key: _host_snapshot(item, copies) for key, item in value.items()}
+        return {key: _host_snapshot(item, devices) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_host_snapshot(item, copies) for item in value)
+        return type(value)(_host_snapshot(item, devices) for item in value)
     return value
 
 
-def _write_checkpoint(path: Path, state: dict, copied: Any) -> None:
-    """Wait for the snapshot's device copies (a CUDA event, or None), then save ``state`` atomically."""
-    if copied is not None:
-        copied.synchronize()
+def _checkpoint_snapshot(state: dict) -> tuple[dict, list]:
+    """(a host copy of ``state``, CUDA events recorded after its device copies: one per device).
+
+    On a GPU ``torch.save`` of the live state would copy every tensor to the host with a sync
+    while the GPU idles; here the main thread only enqueues the copies."""
+    devices: set[torch.device] = set()
+    snapshot = _host_snapshot(state, devices)
+    copied = []
+    for device in devices:
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(device))
+        copied.append(event)
+    return snapshot, copied
+
+
+def _write_checkpoint(path: Path, state: dict, copied: list) -> None:
+    """Wait for the snapshot's device copies (``copied``: CUDA events), then save ``state`` atomically."""
+    for event in copied:
+        event.synchronize()
     atomic_write(path, lambda temporary: torch.save(state, temporary))
-
-
-class _CheckpointWriter:
-    """Writes each epoch's checkpoint in a background thread while the next epoch trains.
-
-    On a GPU ``torch.save`` of the live state copies every tensor to the host with a sync, and the
-    GPU idles meanwhile; here the main thread only enqueues the copies. At most one write is in
-    flight: ``submit`` first waits for the previous one (and raises its error), so checkpoints land
-    in epoch order. ``close`` waits for the last one: a run that returns, or raises (Ctrl-C), has
-    every submitted checkpoint on disk.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="initlab-checkpoint")
-        self.pending: Future | None = None
-
-    def submit(self, state: dict) -> None:
-        self.wait()
-        copies: list[bool] = []
-        snapshot = _host_snapshot(state, copies)
-        copied = None
-        if copies:
-            copied = torch.cuda.Event()
-            copied.record()
-        self.pending = self.executor.submit(_write_checkpoint, self.path, snapshot, copied)
-
-    def wait(self) -> None:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self.executor.shutdown(wait=True)
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -312,7 +289,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
     network = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     network.train()
 
-    writer = _CheckpointWriter(checkpoint) if checkpoint is not None and rank == 0 else None
+    # each epoch's checkpoint is written in the background while the next epoch trains
+    writer = BackgroundWriter("initlab-checkpoint") if checkpoint is not None and rank == 0 else None
     try:
         for epoch in range(start_epoch, epochs + 1):
             started = time.perf_counter()
@@ -354,9 +332,11 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
                             "train_error": summary[1] / summary[2], "val_loss": summary[3] / len(val_x),
                             "val_error": summary[4] / len(val_x), "lr": rate, "seconds": time.perf_counter() - started})
             slopes += _finish_slopes(slope_stub, slope_values)
-            if writer is not None:  # written while the next epoch trains
-                writer.submit({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                               "history": history, "slopes": slopes, "config": asdict(config)})
+            if writer is not None:
+                writer.wait()  # the previous epoch's file first: one snapshot in memory at a time
+                writer.submit(_write_checkpoint, Path(checkpoint), *_checkpoint_snapshot(
+                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                     "history": history, "slopes": slopes, "config": asdict(config)}))
             if on_epoch is not None:
                 on_epoch(pd.DataFrame(history), pd.DataFrame(slopes))
             if not math.isfinite(history[-1]["train_loss"]):

@@ -155,6 +155,32 @@ def test_train_compare_json_and_outputs(capsys, tmp_path):
     assert [d["history"] for d in json.loads(again)] == [d["history"] for d in documents]
 
 
+def test_train_history_files_are_written_in_the_background_and_complete_at_exit(capsys, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import initlab.cli as cli_module
+    original, writers = cli_module._write_history, []
+
+    def slow(directory, history, slopes):  # later than the next epoch's start: it trains meanwhile
+        time.sleep(0.3)
+        original(directory, history, slopes)
+        writers.append((len(history), threading.current_thread().name))
+    monkeypatch.setattr(cli_module, "_write_history", slow)
+    code, _, _ = run(capsys, *TRAIN, "--epochs", "3", "--out", str(tmp_path / "run"))
+    assert code == 0
+    assert [epochs for epochs, _ in writers] == [1, 2, 3]  # in order, the last one waited for
+    assert all(name.startswith("initlab-history") for _, name in writers)
+    assert len(pd.read_csv(tmp_path / "run" / "kaiming" / "history.csv")) == 3
+    assert not any(t.name.startswith("initlab-") for t in threading.enumerate())
+
+    def full_disk(directory, history, slopes):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(cli_module, "_write_history", full_disk)
+    code, _, err = run(capsys, *TRAIN, "--out", str(tmp_path / "full"))
+    assert code == 2 and err.strip().splitlines() == ["error: [Errno 28] No space left on device"]
+
+
 def test_train_table_prints_verdict_and_rules(capsys):
     code, out, _ = run(capsys, *TRAIN, "--act", "prelu")
     assert code == 0 and "verdict:" in out and "rules: diverged:" in out
