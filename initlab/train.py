@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -202,6 +203,10 @@ def _host_snapshot(value: Any, devices: set[torch.device]) -> Any:
             host = torch.empty(value.shape, dtype=value.dtype, pin_memory=True)
             return host.copy_(value, non_blocking=True)
         return value.to("cpu", copy=True)
+    if isinstance(value, OrderedDict):  # a state_dict: keep its _metadata (the module versions)
+        copy = OrderedDict((key, _host_snapshot(item, devices)) for key, item in value.items())
+        copy.__dict__.update(vars(value))
+        return copy
     if isinstance(value, dict):
         return {key: _host_snapshot(item, devices) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

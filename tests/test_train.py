@@ -136,6 +136,7 @@ def test_a_checkpoint_holds_its_epochs_state_while_later_epochs_train(digits, tm
     for epoch in (1, 2, 3):
         saved = torch.load(tmp_path / f"epoch{epoch}.pt", weights_only=True)
         assert saved["epoch"] == epoch and len(saved["history"]) == epoch
+        assert saved["model"]._metadata == model.state_dict()._metadata  # module versions for load_state_dict
         # written 0.3 s late, while the next epoch changed the live weights: the file holds a copy
         assert all(torch.equal(saved["model"][key], seen[epoch][key]) for key in seen[epoch])
     assert not torch.equal(seen[1]["0.weight"], seen[3]["0.weight"])
