@@ -1156,15 +1156,19 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
                 instance = model()
                 if not isinstance(instance, nn.Module):
                     raise ProbeError(f"the model factory returned {type(instance).__name__}, not an nn.Module")
-                if target is not None:
-                    instance = instance.to(target)
             elif scheme is None and (target is None or target == _model_device(model)):
-                instance = model  # probed in place: nothing is written but buffers, which are restored
+                return model  # probed in place: nothing is written but buffers, which are restored
             else:
                 instance = copy.deepcopy(model)
-                if target is not None:
-                    instance = instance.to(target)
-            if scheme is not None:
+            # On the CPU the init is drawn before the move: the CPU generator's draws land in the
+            # weights themselves and cross to the device with them, not once more per layer
+            # through a staging tensor (``Scheme.init_layer_``). The weights are the same.
+            drawn_first = scheme is not None and _model_device(instance).type == "cpu"
+            if drawn_first:
+                apply_init(instance, scheme, seed=seed)
+            if target is not None:
+                instance = instance.to(target)
+            if scheme is not None and not drawn_first:
                 apply_init(instance, scheme, seed=seed)
             return instance
 
