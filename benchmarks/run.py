@@ -1,7 +1,7 @@
 """Issue 6's performance targets: each ratio measured side by side in one run, printed with its target.
 
     python benchmarks/run.py                 # everything, on the GPU when there is one (--device auto)
-    python benchmarks/run.py --only probe    # probe, resnet50, sweep, train, memory, syncs, scaling
+    python benchmarks/run.py --only probe    # probe, host, resnet50, sweep, train, memory, syncs, scaling
     python benchmarks/run.py --quick         # fewer repeats and smaller nets: a smoke run, not figures
 
 Exits 1 when a measured ratio misses its target (2 on bad arguments). Every ratio compares two
@@ -22,6 +22,10 @@ medians over repeats and each ratio is the ratio of the two medians.
   Target ≤ 1.10.
 - syncs (CUDA only): host-device synchronizations per probe, counted with CUDA's sync debug mode,
   at two depths; the difference over the added layers is the count per layer. Target 0.
+- host (no target): the probe's host work, where compute is negligible: plain-30 width 16 on a
+  2×3×8×8 input, probe minus bare forward+backward in ms. On a GPU both passes of plain-30 are
+  host-bound at batch 64 (kernel launches and Python), so this is the part of the GPU overhead
+  a CPU can measure.
 - scaling: probe time against depth (10–100) and width, with fwd+bwd FLOPs from
   ``torch.utils.flop_counter``; a line through the origin in FLOPs should fit (R² printed).
 """
@@ -51,8 +55,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import initlab  # noqa: E402
 from initlab.probe import _probe_one, resolve_device  # noqa: E402
+from initlab.files import atomic_write_text  # noqa: E402
 
 RESULTS: list[tuple[str, float, str, bool]] = []  # (name, value, target text, met)
+INFO: list[tuple[str, float]] = []  # (name, value): figures printed with no target
 
 
 def _sync(device: torch.device) -> None:
@@ -124,6 +130,19 @@ def bench_resnet50(device: torch.device, quick: bool) -> None:
                                  2 if quick else (11 if device.type == "cuda" else 5), device, warmup=1)
     report(f"probe overhead, ResNet-50 b{batch} {size}²", ratio, "≤ 1.05", ratio <= 1.05,
            f"fwd+bwd {bare * 1e3:.0f} ms · probe {probed * 1e3:.0f} ms")
+
+
+def bench_host(device: torch.device, quick: bool) -> None:
+    torch.manual_seed(0)
+    model = initlab.plain_net(depth=30, width=16, input_shape=(3, 8, 8)).to(device)
+    initlab.apply_init(model, "kaiming", seed=0)
+    x = torch.randn(2, 3, 8, 8, device=device)
+    bare, probed, ratio = paired(lambda: _bare_pass(model, x), lambda: _probe_pass(model, x),
+                                 11 if quick else 101, device, warmup=5)
+    added = (probed - bare) * 1e3
+    INFO.append(("host work per probe, plain-30 2×3×8×8 (ms)", added))
+    print(f"info {'host work per probe, plain-30 2×3×8×8':<34} {added:8.2f} ms  (no target)  "
+          f"fwd+bwd {bare * 1e3:.2f} ms · probe {probed * 1e3:.2f} ms · ratio {ratio:.2f}", flush=True)
 
 
 # -- 2. seed sweeps ----------------------------------------------------------------------------
@@ -332,7 +351,7 @@ def bench_scaling(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
-BENCHMARKS = {"probe": bench_probe, "resnet50": bench_resnet50, "sweep": bench_sweep, "train": bench_train,
+BENCHMARKS = {"probe": bench_probe, "host": bench_host, "resnet50": bench_resnet50, "sweep": bench_sweep, "train": bench_train,
               "memory": bench_memory, "syncs": bench_syncs, "scaling": bench_scaling}
 
 
@@ -365,8 +384,10 @@ def main() -> int:
     print(f"{len(RESULTS) - len(missed)} of {len(RESULTS)} targets met" + (
         f"; missed: {', '.join(r[0] for r in missed)}" if missed else ""))
     if args.json:
-        args.json.write_text(json.dumps([{"name": r[0], "value": r[1], "target": r[2], "met": r[3]}
-                                         for r in RESULTS], indent=2))
+        atomic_write_text(args.json, json.dumps([{"name": r[0], "value": r[1], "target": r[2], "met": r[3]}
+                                         for r in RESULTS]
+                                        + [{"name": name, "value": value, "target": None, "met": None}
+                                           for name, value in INFO], indent=2))
     return 1 if missed else 0
 
 
