@@ -351,8 +351,8 @@ def bench_scaling(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
-BENCHMARKS = {"probe": bench_probe, "host": bench_host, "resnet50": bench_resnet50, "sweep": bench_sweep, "train": bench_train,
-              "memory": bench_memory, "syncs": bench_syncs, "scaling": bench_scaling}
+BENCHMARKS = {"probe": bench_probe, "host": bench_host, "resnet50": bench_resnet50, "sweep": bench_sweep,
+              "train": bench_train, "memory": bench_memory, "syncs": bench_syncs, "scaling": bench_scaling}
 
 
 def main() -> int:
@@ -384,10 +384,9 @@ def main() -> int:
     print(f"{len(RESULTS) - len(missed)} of {len(RESULTS)} targets met" + (
         f"; missed: {', '.join(r[0] for r in missed)}" if missed else ""))
     if args.json:
-        atomic_write_text(args.json, json.dumps([{"name": r[0], "value": r[1], "target": r[2], "met": r[3]}
-                                         for r in RESULTS]
-                                        + [{"name": name, "value": value, "target": None, "met": None}
-                                           for name, value in INFO], indent=2))
+        records = ([{"name": r[0], "value": r[1], "target": r[2], "met": r[3]} for r in RESULTS]
+                   + [{"name": name, "value": value, "target": None, "met": None} for name, value in INFO])
+        atomic_write_text(args.json, json.dumps(records, indent=2))
     return 1 if missed else 0
 
 

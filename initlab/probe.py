@@ -139,7 +139,9 @@ class _RawStore:
 
         One seed: ``flatten_dense_tensors``, the flatten-and-cat in one C++ call that DDP uses
         for its buckets (a Python ``reshape`` per reduction cost ~1 µs each, 400 per probe)."""
-        if self.groups == 1 and len(self.tensors) > 1:  # one tensor would come back as a view of itself
+        if self.groups == 1:
+            if len(self.tensors) == 1:  # flatten_dense_tensors would return a view of it, not a copy
+                return self.tensors[0].reshape(-1).to(torch.float32, copy=True)
             return torch._utils._flatten_dense_tensors(self.tensors).to(torch.float32)
         return torch.cat([t.reshape(self.groups, -1) for t in self.tensors], dim=1).to(torch.float32)
 
