@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-import initlab  # noqa: E402
+from run import plain_model  # noqa: E402
 
 
 def load_revision(revision: str, directory: Path):
@@ -65,9 +65,7 @@ def main() -> int:
     new = sys.modules["initlab.probe"]  # the package's name `probe` is the function
     with tempfile.TemporaryDirectory() as directory:
         old = load_revision(args.revision, Path(directory))
-    torch.manual_seed(0)
-    model = initlab.plain_net(depth=30, width=16, input_shape=(3, args.size, args.size))
-    initlab.apply_init(model, "kaiming", seed=0)
+    model = plain_model(30, 16, torch.device("cpu"), size=args.size)
     x = torch.randn(args.batch, 3, args.size, args.size)
     same = torch.equal(old._probe_one(model, x, 0, None)[0], new._probe_one(model, x, 0, None)[0])
     passes = {"old": lambda: old._probe_one(model, x, 0, None)[0].cpu(),

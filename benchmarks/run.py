@@ -103,9 +103,10 @@ def report(name: str, value: float, target: str, met: bool, detail: str) -> None
 # -- 1. probe overhead -------------------------------------------------------------------------
 
 
-def plain_model(depth: int, width: int, device: torch.device) -> torch.nn.Module:
+def plain_model(depth: int, width: int, device: torch.device, size: int = 32) -> torch.nn.Module:
+    """The plain net for ``size``×``size`` inputs, He-initialized with seed 0."""
     torch.manual_seed(0)
-    model = initlab.plain_net(depth=depth, width=width).to(device)
+    model = initlab.plain_net(depth=depth, width=width, input_shape=(3, size, size)).to(device)
     initlab.apply_init(model, "kaiming", seed=0)
     return model
 
@@ -133,9 +134,7 @@ def bench_resnet50(device: torch.device, quick: bool) -> None:
 
 
 def bench_host(device: torch.device, quick: bool) -> None:
-    torch.manual_seed(0)
-    model = initlab.plain_net(depth=30, width=16, input_shape=(3, 8, 8)).to(device)
-    initlab.apply_init(model, "kaiming", seed=0)
+    model = plain_model(30, 16, device, size=8)
     x = torch.randn(2, 3, 8, 8, device=device)
     bare, probed, ratio = paired(lambda: _bare_pass(model, x), lambda: _probe_pass(model, x),
                                  11 if quick else 101, device, warmup=5)
