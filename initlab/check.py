@@ -41,6 +41,9 @@ MODES = ("train", "eval", "as-is")
 DEAD_WARNING, DEAD_ERROR = 0.60, 0.90
 INPUT_SECOND_MOMENT_WARNING = (0.1, 10.0)
 INPUT_SECOND_MOMENT_ERROR = (0.01, 100.0)
+NORM_WEIGHT_WARNING = 0.01  # E[γ²] of a normalization's affine weight below it (|γ| ≲ 0.1), not zero
+NORM_UNDONE_ERROR = 0.5  # Var/(Var + eps) below it: the input's variance is under the normalization's eps
+INPUT_MEAN_Z = 5.3  # two-sided 10⁻³ over 10⁴ units (Bonferroni): a channel mean beyond sampling error
 
 
 class CheckError(ValueError):
@@ -70,11 +73,16 @@ class Finding:
 # -- which init does a layer carry? --------------------------------------------------------------
 
 
-def init_candidates(fan_in: int, fan_out: int, slope: float | None) -> dict[str, float]:
+def init_candidates(fan_in: int, fan_out: int, slope: float | None,
+                    torch_fan_out: int | None = None) -> dict[str, float]:
     """Return n·E[w²] of each known init for a layer with these fans next to a rectifier of ``slope``.
 
     torch-default 1/3 (kaiming_uniform_(a=√5)); xavier-fanin 1 (Var[w] = 1/n); xavier 2n/(n+n̂);
     kaiming 2/(1+a²) (fan_in) and 2/(1+a²)·n/n̂ (fan_out); kaiming for ReLU, 2, where a ≠ 0.
+
+    ``torch_fan_out``: torch's own fan_out, k^d·c_out, which ignores groups
+    (``nn.init._calculate_fan_in_and_fan_out``); for a grouped or depthwise conv torch's
+    ``kaiming_*_(mode="fan_out")`` and ``xavier_*_`` use it, and are named with ``(torch)``.
     """
     a = slope or 0.0
     candidates = {  # He's two modes first: where candidates coincide, the layer reads as He
@@ -84,13 +92,18 @@ def init_candidates(fan_in: int, fan_out: int, slope: float | None) -> dict[str,
         "xavier": 2.0 * fan_in / (fan_in + fan_out),
         "torch-default": 1.0 / 3.0,
     }
+    if torch_fan_out is not None and torch_fan_out != fan_out:
+        candidates["kaiming:mode=fan_out(torch)"] = 2.0 / (1.0 + a * a) * fan_in / torch_fan_out
+        candidates["xavier(torch)"] = 2.0 * fan_in / (fan_in + torch_fan_out)
     if a > 0:
         candidates["kaiming:a=0"] = 2.0
+        if torch_fan_out is not None and torch_fan_out != fan_out:
+            candidates["kaiming:mode=fan_out(torch):a=0"] = 2.0 * fan_in / torch_fan_out
     return candidates
 
 
 def identify_init(fan_in: int, fan_out: int, weight_count: int, weight_second_moment: float,
-                  slope: float | None) -> str:
+                  slope: float | None, torch_fan_out: int | None = None) -> str:
     """Return the candidate init (``init_candidates``) whose n·Var[w] matches the sampled n·E[w²],
     or ``"other"``. Tolerance: 3 standard errors of a second moment over the layer's weights
     (√(2/count) relative for Gaussian weights), at least 8 %."""
@@ -98,7 +111,7 @@ def identify_init(fan_in: int, fan_out: int, weight_count: int, weight_second_mo
         return "other"
     measured = fan_in * weight_second_moment
     tolerance = max(0.08, 3.0 * math.sqrt(2.0 / max(weight_count, 1)))
-    for name, value in init_candidates(fan_in, fan_out, slope).items():  # He first: ambiguity reads healthy
+    for name, value in init_candidates(fan_in, fan_out, slope, torch_fan_out).items():  # He first: ambiguity reads healthy
         if abs(math.log(measured / value)) <= math.log1p(tolerance):
             return name
     return "other"
@@ -148,6 +161,7 @@ class CheckReport:
                 "findings": [f.to_dict() for f in self.findings],
                 "summary": {key: json_value(value) for key, value in self.gains.items()},
                 "layers": json_records(self.layers), "residual_streams": json_records(self.streams),
+                "coverage": self.result.coverage.to_dict() if self.result.coverage is not None else None,
                 "config": self.result.config}
 
     def verdict_lines(self) -> list[str]:
@@ -163,6 +177,18 @@ class CheckReport:
             lines.append(f"residual: {gains['residual_sums']} sums in {len(self.streams)} stream(s); fastest growth "
                          f"×{gains['stream_growth_forward']:.3g} forward, ×{gains['stream_growth_backward']:.3g} "
                          f"backward (linear growth is K+1 over K sums)")
+            sums = self.result.sums
+            ratios = sums.loc[sums["seed"] == sums["seed"].min(), "branch_ratio"].to_numpy(dtype=float)
+            ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+            if len(ratios):
+                lines.append(f"branches: E[branch²]/E[skip²] {ratios.min():.2g}–{ratios.max():.2g} (median "
+                             f"{np.median(ratios):.2g}); small branches (layer scale, 1/√(2L), zero-init) are a design")
+        judged = self.layers["judged_by"].value_counts() if "judged_by" in self.layers else {}
+        lines.append(f"judged: {judged.get('chain', 0)} layer(s) by their chain gain, {judged.get('stream', 0)} in "
+                     f"residual branches by their stream, {judged.get('normalization', 0)} ending in a normalization "
+                     "(which removes their scale)")
+        if self.result.coverage is not None:
+            lines.append(f"coverage: {self.result.coverage.text()}")
         return lines
 
     def text(self) -> str:
@@ -211,7 +237,7 @@ class CheckReport:
 
 
 def check(model: nn.Module, example_input: ModelInput | Callable[[], ModelInput], *, direction: str = "forward",
-          mode: str = "train", device: str | None = None, seed: int = 0) -> CheckReport:
+          mode: str = "train", device: str | None = None, seed: int = 0, input_drawn: bool = False) -> CheckReport:
     """Return a ``CheckReport`` on whether ``model``'s current initialization lets signal and
     gradient through, with every misconfiguration found named with its numbers.
 
@@ -220,7 +246,8 @@ def check(model: nn.Module, example_input: ModelInput | Callable[[], ModelInput]
     the init should satisfy ("forward": fan_in, eq. 10; "backward": fan_out, eq. 14); both
     verdicts are always judged. ``mode``: normalization layers in "train" mode (batch statistics,
     what the first training step sees; the default), "eval" mode (running statistics), or
-    "as-is". ``seed`` draws the output direction of the backward pass.
+    "as-is". ``seed`` draws the output direction of the backward pass. ``input_drawn``: the input
+    is a batch the caller drew (``initlab check --input-shape``), so no finding is made about it.
     """
     if direction not in DIRECTIONS:
         raise CheckError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -237,10 +264,11 @@ def check(model: nn.Module, example_input: ModelInput | Callable[[], ModelInput]
     finally:
         for module, training in flags.items():
             module.training = training
-    return report_from_probe(result, direction, mode)
+    return report_from_probe(result, direction, mode, input_drawn=input_drawn)
 
 
-def report_from_probe(result: ProbeResult, direction: str = "forward", mode: str = "train") -> CheckReport:
+def report_from_probe(result: ProbeResult, direction: str = "forward", mode: str = "train",
+                      input_drawn: bool = False) -> CheckReport:
     """Return the ``CheckReport`` of an existing probe result (its first seed's weights)."""
     summary = result.summary()
     frame = result.to_frame()
@@ -248,7 +276,7 @@ def report_from_probe(result: ProbeResult, direction: str = "forward", mode: str
     gains = result.gains()
     layers = _layer_table(summary, first_seed)
     streams = stream_summary(result.sums)
-    findings = _findings(layers, first_seed, result, gains, streams, direction)
+    findings = _findings(layers, first_seed, result, gains, streams, direction, input_drawn)
     return CheckReport(result, layers, tuple(findings), gains, direction, mode, streams)
 
 
@@ -258,8 +286,10 @@ def _layer_table(summary: pd.DataFrame, first_seed: pd.DataFrame) -> pd.DataFram
     feeding = [slope_from_factor(p) if r else None for p, r in zip(rectifier_factor, has_rectifier)]
     following = [None if pd.isna(s) else float(s) for s in summary["slope"]]
     slopes = [f if f is not None else g for f, g in zip(feeding, following)]
-    inits = [identify_init(int(n), int(m), int(c), float(w), s) for n, m, c, w, s in
-             zip(summary["fan_in"], summary["fan_out"], first_seed["weight_count"], summary["var_w_sampled"], slopes)]
+    torch_fan_out = first_seed["torch_fan_out"] if "torch_fan_out" in first_seed else summary["fan_out"]
+    inits = [identify_init(int(n), int(m), int(c), float(w), s, int(t)) for n, m, c, w, s, t in
+             zip(summary["fan_in"], summary["fan_out"], first_seed["weight_count"], summary["var_w_sampled"], slopes,
+                 torch_fan_out)]
     table = summary[["index", "name", "kind", "link_in", "fan_in", "fan_out"]].copy()
     table["module"] = first_seed["module_type"].to_numpy()
     table["init"] = inits
@@ -275,8 +305,8 @@ def _layer_table(summary: pd.DataFrame, first_seed: pd.DataFrame) -> pd.DataFram
     table["factor_backward"] = rectifier_out * table["fan_out"] * table["var_w"]
     table["segment"] = np.cumsum(first_seed["link_resets"].to_numpy(dtype=bool))
     for column in ("forward_factor", "backward_factor", "var_y", "grad_var", "log10_forward_gain_layers",
-                   "log10_backward_gain_layers", "in_residual_branch", "verdict_forward", "verdict_backward",
-                   "verdict"):
+                   "log10_backward_gain_layers", "in_residual_branch", "judged_by", "verdict_forward",
+                   "verdict_backward", "verdict"):
         table[column] = summary[column].to_numpy()
     table["rectifier_in"] = has_rectifier
     return table
@@ -296,11 +326,16 @@ def _module_names(rows: pd.DataFrame) -> str:
 
 
 def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResult, gains: dict,
-              streams: pd.DataFrame, direction: str) -> list[Finding]:
+              streams: pd.DataFrame, direction: str, input_drawn: bool = False) -> list[Finding]:
     findings: list[Finding] = []
     any_unhealthy = (gains["verdict_forward"], gains["verdict_backward"]) != ("healthy", "healthy")
     factor_column = "factor_forward" if direction == "forward" else "factor_backward"
-    rectified = layers[layers["rectifier_in"]]
+    # An init's factor matters where it compounds: layers of a chain of two or more that He's
+    # condition judges. Under a normalization or inside a residual branch the scale is taken away
+    # or judged by the stream (``compare.judged_by``); a lone layer's factor does not compound.
+    chain_sizes = layers.groupby("segment")["segment"].transform("size")
+    compounding = layers[(layers["judged_by"] == "chain") & (chain_sizes >= 2)]
+    rectified = compounding[compounding["rectifier_in"]]
     slopes = rectified["slope_in"].round(3)
     slope_text = ", ".join(f"a={s:g}" for s in sorted(set(slopes))) if len(rectified) else "a=0"
     fix_mode = "fan_in" if direction == "forward" else "fan_out"
@@ -317,6 +352,8 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
                                                    "{factor} per layer (½(1+a²)·n·Var[w])"),
         ("xavier", "xavier-under-rectifier", "use Xavier (Var[w] = 2/(fan_in+fan_out)) under a rectifier: factor ≈ "
                                              "{factor} per layer (½(1+a²)·n·Var[w])"),
+        ("xavier(torch)", "xavier-under-rectifier", "use torch's Xavier (Var[w] = 2/(fan_in+k·c_out), groups ignored) "
+                                                    "under a rectifier: factor ≈ {factor} per layer"),
         ("kaiming:a=0", "slope-mismatch", f"follow a PReLU/leaky ReLU ({slope_text}) but are initialized for ReLU "
                                           "(a=0): factor (1+a²) ≈ {factor} per layer"),
     )
@@ -328,8 +365,8 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
                 kind, "error" if any_unhealthy else "warning",
                 f"{len(rows)} {_module_names(rows)} layers {what.format(factor=f'{factor:.3g}')}, "
                 f"{_over(rows, factor)}", fix, tuple(rows["name"]), factor))
-    wrong_mode = "kaiming:mode=fan_out" if direction == "forward" else "kaiming"
-    rows = layers[(layers["init"] == wrong_mode) & (layers["fan_in"] != layers["fan_out"])]
+    wrong_modes = ("kaiming:mode=fan_out", "kaiming:mode=fan_out(torch)") if direction == "forward" else ("kaiming",)
+    rows = compounding[compounding["init"].isin(wrong_modes) & (compounding["fan_in"] != compounding["fan_out"])]
     if len(rows):
         ratio = rows["fan_in"] / rows["fan_out"] if direction == "forward" else rows["fan_out"] / rows["fan_in"]
         total = float(np.prod(ratio))
@@ -354,12 +391,18 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
                     None))
     first = first_seed.iloc[0]
     second, channel_mean = float(first["input_second_moment"]), float(first["input_unit_mean_abs_max"])
-    if math.isfinite(second):
+    # Only the model's own input is judged (not an embedding's output, nor a batch initlab drew), and
+    # a channel mean only beyond its sampling error: the largest of up to 10⁴ unit means of a centred
+    # input exceeds INPUT_MEAN_Z standard errors with probability ≈ 10⁻³.
+    fed_by_input = bool(first.get("input_is_model_input", True)) and not input_drawn
+    if math.isfinite(second) and fed_by_input:
         low, high = INPUT_SECOND_MOMENT_ERROR
         scale_error = not low <= second <= high
         low, high = INPUT_SECOND_MOMENT_WARNING
         scale_warning = not low <= second <= high
-        offset = channel_mean > 0.5 * math.sqrt(second)
+        count = max(float(first.get("input_count_per_unit", 1.0)), 1.0)
+        spread = math.sqrt(max(second - float(first["input_mean"]) ** 2, 0.0))  # the elements' std about the mean
+        offset = channel_mean > max(0.5 * math.sqrt(second), INPUT_MEAN_Z * spread / math.sqrt(count))
         if scale_error or scale_warning or offset:
             findings.append(Finding(
                 "unnormalized-input", "error" if scale_error else "warning",
@@ -381,6 +424,31 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
                         "scale each branch's last layer down (zero-init its last BatchNorm weight, or Fixup/SkipInit "
                         "scaling), or normalize the branches", (stream["first"], stream["last"]),
                         float(growth ** (1 / count))))
+    norms = result.norms
+    starved = ()
+    if norms is not None and not norms.empty:
+        first_norms = norms[norms["seed"] == norms["seed"].min()]
+        starved = first_norms[first_norms["undone_fraction"] < NORM_UNDONE_ERROR]
+        # random small affine weights (not a deliberate zero-init): each such norm scales its output by E[γ²]
+        shrunk = first_norms[(first_norms["weight_second_moment"] > 0)
+                             & (first_norms["weight_second_moment"] < NORM_WEIGHT_WARNING)]
+        if len(shrunk):
+            gamma = float(np.exp(np.log(shrunk["weight_second_moment"].to_numpy(dtype=float)).mean()))
+            findings.append(Finding(
+                "normalization-weight", "error" if any_unhealthy or len(starved) else "warning",
+                f"{len(shrunk)} normalization layers have affine weights drawn small, E[γ²] ≈ {gamma:.3g}: each scales "
+                "its output by that factor, and where no residual stream carries the signal past them the factors "
+                "compound", "initialize normalization weights to 1 and biases to 0 (nn.init.ones_ / zeros_)",
+                tuple(shrunk["name"]), gamma))
+        if len(starved):
+            worst = starved.loc[starved["undone_fraction"].idxmin()]
+            findings.append(Finding(
+                "normalization-starved", "error",
+                f"{len(starved)} normalization(s) get an input whose variance is below their eps, so they cannot "
+                f"undo its scale: at {worst['name']!r} Var = {worst['input_variance']:.3g} against eps "
+                f"{worst['eps']:.3g}, output E[y²] ≈ ×{worst['undone_fraction']:.3g} of unit",
+                "the weights before them are drawn far too small (e.g. std 1e-4): use the architecture's own init "
+                "(std 0.02 for transformers) or kaiming", tuple(starved["name"]), float(worst["undone_fraction"])))
     if gains["verdict"] == "non-finite":
         findings.insert(0, Finding(
             "non-finite", "error",

@@ -26,7 +26,8 @@ from .check import check
 from .models import BUILTIN_MODELS, ModelRecipe, load_factory
 from .probe import probe, resolve_device
 from .report import plot_variance_vs_depth
-from .schemes import INPUT_STREAM, SCHEMES, apply_init, parse_scheme, stream_seed
+from .inputs import example_batch
+from .schemes import SCHEMES, apply_init, parse_scheme
 from .train import VERDICT_RULES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -118,7 +119,12 @@ def probe_command(
     width: Optional[int] = typer.Option(None, "--width", help="Base width: plain channels of stage 1 (16), mlp units "
                                         "(256)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="One example's shape, e.g. 3,32,32 (plain "
-                                              "default) or 784; required for a user model."),
+                                              "default) or 784 (token ids, a sequence length, for a model whose "
+                                              "first layer is an Embedding); a user model needs it or "
+                                              "--input-factory."),
+    input_factory: Optional[str] = typer.Option(None, "--input-factory", help="package.module:fn or file.py:fn "
+                                                "returning the batch: a tensor, a tuple (positional) or dict "
+                                                "(keyword arguments) of tensors."),
     init: Optional[str] = typer.Option(None, "--init", help="Scheme(s), comma-separated: kaiming, xavier, "
                                        "xavier-fanin, torch-default, normal:STD, orthogonal, own (the model's own). "
                                        f"Options after ':' e.g. kaiming:a=0,mode=fan_out. Default {DEFAULT_INITS} "
@@ -145,6 +151,7 @@ def probe_command(
       initlab probe --depth 22 --act relu,prelu --init kaiming --out reports/probe22
       initlab probe --model mlp --depth 50 --width 512 --init torch-default --format json
       initlab probe --model mypkg.nets:build --input-shape 3,224,224 --init own,kaiming
+      initlab probe --model mypkg.text:build --input-factory mypkg.text:batch
       initlab probe --seeds 64 --batched on --device cuda   # 64 seeds in one stacked pass
     """
     if output_format not in ("table", "json", "csv"):
@@ -158,7 +165,9 @@ def probe_command(
     _check_range("--seeds", seeds, 1, 1000)
     _check_range("--batch-size", batch_size, 1, 1_000_000)
     _check_range("--stages", stages, 1, 10)
-    shape = _parse_shape(input_shape)
+    if input_factory is not None and input_shape is not None:
+        raise ValueError("give --input-shape or --input-factory, not both")
+    shape = _parse_shape(input_shape) if input_factory is None else (1,)
     acts = _split(act) or ["relu"]
     for spec in acts:
         parse_activation(spec)
@@ -174,8 +183,10 @@ def probe_command(
     for init_spec, act_spec in itertools.product(inits, acts):
         recipe = ModelRecipe(model, depth, width, shape, act_spec, stages)
         factory = recipe.factory()
-        example = torch.randn((batch_size, *recipe.example_shape()),
-                              generator=torch.Generator().manual_seed(stream_seed(0, INPUT_STREAM)))
+        if input_factory is not None:
+            example = load_factory(input_factory)
+        else:  # a user model is built once to see whether it takes token ids
+            example = example_batch(_instance(factory) if user_model else None, recipe.example_shape(), batch_size)
         label = f"{init_spec} / {act_spec}" if not user_model else init_spec
         progress = _progress_printer(f"probing {model} · {label} · seeds", sys.stderr.isatty())
         config = {"model": model, "depth": depth, "width": width, "act": act_spec if not user_model else None,
@@ -208,13 +219,20 @@ def probe_command(
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
 
 
+def _instance(factory) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return factory()
+
+
 @app.command("check")
 def check_command(
     model: str = typer.Argument(..., help="package.module:factory, path/to/file.py:factory, or a built-in model "
                                 "(plain, mlp, paper-a/b/c/30)."),
     input_shape: Optional[str] = typer.Option(None, "--input-shape", help="One example's shape, e.g. 3,224,224 "
-                                              "(the batch is N(0,1)); required for a user model without "
-                                              "--input-factory."),
+                                              "(the batch is N(0,1); token ids in range, shape = sequence length, "
+                                              "for a model whose first layer is an Embedding); required for a user "
+                                              "model without --input-factory."),
     input_factory: Optional[str] = typer.Option(None, "--input-factory", help="package.module:fn or file.py:fn "
                                                 "returning the batch: a tensor, a tuple (positional) or dict "
                                                 "(keyword arguments) of tensors."),
@@ -236,6 +254,7 @@ def check_command(
       initlab check mypkg.models:build_net --input-shape 3,224,224
       initlab check path/to/net.py:make --input-factory path/to/net.py:batch --mode eval
       initlab check plain --init kaiming --format json
+      initlab check mypkg.text:build_bert --input-shape 128      # token ids, sequence length 128
 
     A user factory is called after torch.manual_seed(0), so its own init gives the same weights each run.
     """
@@ -260,9 +279,9 @@ def check_command(
     if input_factory is not None:
         example = load_factory(input_factory)
     else:
-        example = torch.randn((batch_size, *recipe.example_shape()),
-                              generator=torch.Generator().manual_seed(stream_seed(0, INPUT_STREAM)))
-    report = check(network, example, direction=direction, mode=mode, device=target)
+        example = example_batch(network, recipe.example_shape(), batch_size)
+    report = check(network, example, direction=direction, mode=mode, device=target,
+                   input_drawn=input_factory is None)
     if output_format == "json":
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

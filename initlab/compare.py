@@ -30,6 +30,7 @@ from . import theory
 from .files import json_records, json_value
 
 HEALTHY_DECADES = 1.0
+SINGLE_STEP_DECADES = 3.0  # a chain of one layer step: a fixed scale, not a product over depth (``_judge``)
 # Link kinds (the ops between two covered layers, ``link_in`` joins them with "+"). Closed-form
 # kinds carry the chain's prediction across (their second-moment factors are known); a pool or an
 # eval-mode BatchNorm ("affine") breaks the prediction but not the verdict chain (the layers' own
@@ -139,9 +140,11 @@ def build_frame(records: list) -> pd.DataFrame:
             "name": record.names,
             "kind": record.kinds,
             "module_type": record.module_types,
+            "ends_in": record.ends_in if record.ends_in else [""] * count,
             "weight_count": [g.fan_in * g.out_channels for g in geometries],
             "fan_in": fan_in.astype(int),
             "fan_out": fan_out.astype(int),
+            "torch_fan_out": [g.receptive * g.out_channels for g in geometries],  # k^d·c_out: torch's, groups ignored
             "slope": [np.nan if s is None else s for s in slope_after],
             "link_in": record.link_kinds,
             "link_resets": resets,
@@ -156,6 +159,8 @@ def build_frame(records: list) -> pd.DataFrame:
             "input_mean": stats["input_mean"],
             "rectifier_factor_in": stats["input_rectifier_factor"],
             "input_unit_mean_abs_max": stats["input_unit_mean_abs_max"],
+            "input_count_per_unit": stats["input_count_per_unit"],
+            "input_is_model_input": stats["input_is_model_input"] > 0,
             "output_variance": stats["output_variance"],
             "var_y": stats["output_second_moment"],
             "var_y_pred": predicted["var_y_pred"],
@@ -219,8 +224,8 @@ def build_sum_frame(records: list) -> pd.DataFrame:
             "branch_second_moment": sums["branch_second_moment"],
             "second_moment": sums["second_moment"],
             "second_moment_pred": sums["skip_second_moment"] + sums["branch_second_moment"],
-            "branch_ratio": sums["branch_second_moment"] / sums["skip_second_moment"],
-            "stream_growth": sums["second_moment"] / first_skip,
+            "branch_ratio": _ratio(sums["branch_second_moment"], sums["skip_second_moment"]),
+            "stream_growth": _ratio(sums["second_moment"], first_skip),
             "grad_second_moment": sums["grad_second_moment"],
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SUM_COLUMNS)
@@ -228,6 +233,23 @@ def build_sum_frame(records: list) -> pd.DataFrame:
 
 SUM_COLUMNS = ["seed", "index", "name", "stream", "depth", "skip_second_moment", "branch_second_moment",
                "second_moment", "second_moment_pred", "branch_ratio", "stream_growth", "grad_second_moment"]
+
+
+def build_norm_frame(records: list) -> pd.DataFrame:
+    """Return one row per seed × train-mode normalization: its eps, the variance of its input
+    (E[x²] for an RMS norm) and the factor Var/(Var + eps) by which it falls short of unit output:
+    a normalization undoes any scale of its input only while Var ≫ eps."""
+    frames = [pd.DataFrame({"seed": record.seed, "name": record.norms["name"], "eps": record.norms["eps"],
+                            "input_variance": record.norms["variance"],
+                            "weight_second_moment": record.norms["weight_second_moment"]})
+              for record in records if record.norms and len(record.norms["name"])]
+    if not frames:
+        return pd.DataFrame(columns=["seed", "name", "eps", "input_variance", "weight_second_moment",
+                                     "undone_fraction"])
+    frame = pd.concat(frames, ignore_index=True)
+    variance = frame["input_variance"].clip(lower=0.0)  # E[x²] − E[x]² of a near-zero input can round below 0
+    frame["undone_fraction"] = variance / (variance + frame["eps"])
+    return frame
 
 
 def build_dead_frame(records: list) -> pd.DataFrame:
@@ -240,17 +262,30 @@ def build_dead_frame(records: list) -> pd.DataFrame:
         columns=["seed", "name", "units", "dead_fraction"])
 
 
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator/denominator, NaN where both underflowed to 0 (a signal gone before the sum)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(numerator, dtype=float) / np.asarray(denominator, dtype=float)
+
+
 def _log10(values: pd.Series | np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.log10(np.asarray(values, dtype=float))
 
 
-def _judge(log10_gain: float, log_variance: float, seeds: int, log10_fan_ratio: float = 0.0) -> tuple[str, float]:
+def _judge(log10_gain: float, log_variance: float, seeds: int, log10_fan_ratio: float = 0.0,
+           steps: int = 2) -> tuple[str, float]:
     """Return (verdict, excess): a log10 gain judged against He's 1, allowing the finite-width drift
     and spread of the chain; excess is how many decades beyond the tolerance it lies (≤ 0: healthy).
 
     Anything between 1 and the chain's telescoped fan ratio (∏ n/n̂ forward, ∏ n̂/n backward) is
     He-healthy too: that is what He's init for the other direction gives (paper §2.2, c_2/d_L).
+
+    A chain of one step (a lone layer between normalizations, sums or ops the probe cannot follow:
+    a classifier, a pooler, an attention projection) does not compound: its factor is a fixed
+    output scale (a logit or attention temperature), and He's condition is about the product over
+    depth. It is judged with ``SINGLE_STEP_DECADES``, which still catches a unit error (std 1
+    instead of 1/√n at width ≥ 1000, std 1e-4).
     """
     if np.isnan(log10_gain):
         return "non-finite", np.inf
@@ -258,7 +293,7 @@ def _judge(log10_gain: float, log_variance: float, seeds: int, log10_fan_ratio: 
         return ("vanishing" if log10_gain == -np.inf else "exploding"), np.inf
     low, high = theory.log10_band(log_variance, seeds)
     center = 0.5 * (low + high)
-    tolerance = max(HEALTHY_DECADES, 0.5 * (high - low))
+    tolerance = max(HEALTHY_DECADES if steps > 1 else SINGLE_STEP_DECADES, 0.5 * (high - low))
     low_end, high_end = center + min(0.0, log10_fan_ratio), center + max(0.0, log10_fan_ratio)
     excess = max(low_end - log10_gain, log10_gain - high_end) - tolerance
     if excess <= 0:
@@ -314,25 +349,44 @@ def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray
     return forward_gain, backward_gain, forward_ratio, backward_ratio
 
 
-def _residual_branch(seed_frame: pd.DataFrame) -> np.ndarray:
-    """True for layers of a chain segment whose output is added to a residual stream as a branch.
+def _segments(seed_frame: pd.DataFrame) -> np.ndarray:
+    """Number each layer's verdict chain: a new one starts where the link into a layer resets."""
+    return np.cumsum(seed_frame["link_resets"].to_numpy(dtype=bool))
 
-    Such a segment's gain is the branch's weight in the stream, which the stream's own growth
-    judges (``stream_summary``); on its own it does not tell whether the signal gets through.
-    """
-    kinds = seed_frame["link_in"].tolist()
-    resets = seed_frame["link_resets"].to_numpy(dtype=bool)
-    flags, segment = np.zeros(len(kinds), dtype=bool), []
-    for position in range(len(kinds)):
-        segment.append(position)
-        ends = position + 1 == len(kinds) or resets[position + 1]
-        if ends:
-            following = kinds[position + 1].split("+") if position + 1 < len(kinds) else []
-            first_reset = next((kind for kind in following if kind in RESET_KINDS), None)
-            if first_reset == "sum":
-                flags[segment] = True
-            segment = []
-    return flags
+
+def judged_by(seed_frame: pd.DataFrame) -> np.ndarray:
+    """Return, per layer, what judges its chain: "chain" (its own gain, He's condition), "stream"
+    (the chain is part of a residual branch: its gain is the branch's weight in the stream, which
+    the stream's growth judges, ``stream_summary``) or "normalization" (the chain ends in a
+    train-mode normalization, which divides its scale away in both directions: E[y²] and the
+    gradient reaching its input are the same for any scale of its weights).
+
+    Branches and normalized ends are read off the data flow by the probe (``ends_in``)."""
+    ends = np.array(["" if pd.isna(e) else str(e) for e in seed_frame["ends_in"]], dtype=object) \
+        if "ends_in" in seed_frame else np.full(len(seed_frame), "", dtype=object)
+    segments = _segments(seed_frame)
+    result = np.full(len(ends), "chain", dtype=object)
+    for segment in np.unique(segments):
+        members = np.flatnonzero(segments == segment)
+        if any(ends[m] == "branch" for m in members):
+            result[members] = "stream"
+        elif ends[members[-1]] == "norm":
+            result[members] = "normalization"
+    return result
+
+
+def _chain_steps(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The number of layer steps each layer's forward and backward chain gain multiplies (the
+    network's first layer's own step and its last layer's backward step are not counted)."""
+    segments = _segments(seed_frame)
+    count = len(segments)
+    forward, backward = np.zeros(count, dtype=int), np.zeros(count, dtype=int)
+    for segment in np.unique(segments):
+        members = np.flatnonzero(segments == segment)
+        for offset, member in enumerate(members):
+            forward[member] = offset + (0 if members[0] == 0 else 1)
+            backward[member] = len(members) - offset - (1 if members[-1] == count - 1 else 0)
+    return forward, backward
 
 
 def _is_closed(link_kind: str) -> bool:
@@ -368,8 +422,12 @@ def _with_gains(frame: pd.DataFrame) -> pd.DataFrame:
     for position, column in enumerate(("log10_forward_gain_layers", "log10_backward_gain_layers",
                                        "log10_forward_fan_ratio", "log10_backward_fan_ratio")):
         frame[column] = np.concatenate([chain[position] for chain in chains])
-    frame["in_residual_branch"] = np.concatenate([_residual_branch(seed_frame) for _, seed_frame in
-                                                  frame.groupby("seed", sort=True)])
+    seed_frames = [seed_frame for _, seed_frame in frame.groupby("seed", sort=True)]
+    frame["judged_by"] = np.concatenate([judged_by(seed_frame) for seed_frame in seed_frames])
+    frame["in_residual_branch"] = frame["judged_by"] == "stream"
+    steps = [_chain_steps(seed_frame) for seed_frame in seed_frames]
+    frame["forward_chain_steps"] = np.concatenate([forward for forward, _ in steps])
+    frame["backward_chain_steps"] = np.concatenate([backward for _, backward in steps])
     frame["log10_ratio_forward"] = _log10(frame["var_y"] / frame["var_y_pred"])
     frame["log10_ratio_backward"] = _log10(frame["grad_var"] / frame["grad_var_pred"])
     return frame
@@ -405,6 +463,8 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
         summary[column] = (10.0 ** logs[column].mean().values if column in GEOMETRIC_COLUMNS
                            else mean[column].values)
     summary["in_residual_branch"] = grouped["in_residual_branch"].first().values
+    summary["judged_by"] = grouped["judged_by"].first().values
+    summary["ends_in"] = grouped["ends_in"].first().values
     summary["var_y_mean"] = mean["var_y"].values
     summary["grad_var_mean"] = mean["grad_var"].values
     for direction in ("forward", "backward"):
@@ -413,10 +473,12 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
         summary[f"band_{direction}_high"] = high
         ratio = summary[f"log10_ratio_{direction}"]
         summary[f"within_band_{direction}"] = (ratio >= low) & (ratio <= high)
-        summary[f"verdict_{direction}"] = [_judge(g, v, seeds, r)[0] for g, v, r in
+        summary[f"verdict_{direction}"] = [_judge(g, v, seeds, r, n)[0] if by == "chain" else "healthy"
+                                           for g, v, r, n, by in
                                            zip(summary[f"log10_{direction}_gain_layers"],
                                                mean[f"{direction}_log_variance_chain"].values,
-                                               summary[f"log10_{direction}_fan_ratio"])]
+                                               summary[f"log10_{direction}_fan_ratio"],
+                                               first[f"{direction}_chain_steps"].values, first["judged_by"].values)]
     summary["verdict"] = [f if f != "healthy" else b for f, b in
                           zip(summary["verdict_forward"], summary["verdict_backward"])]
     non_finite = ~np.isfinite(frame.groupby("index")[["var_y", "grad_var"]].agg(lambda v: v.to_numpy().sum()))
@@ -427,10 +489,11 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
 def _worst_layer(per_layer: pd.DataFrame, direction: str, seeds: int) -> tuple[str, float, int]:
     """Return (verdict, log10 chain gain, index) of the layer whose chain gain is furthest outside
     its tolerance (the most deviating layer when all are healthy)."""
-    judged = [_judge(gain, variance, seeds, ratio) if not branch else ("healthy", -np.inf)
-              for gain, variance, ratio, branch in
+    judged = [_judge(gain, variance, seeds, ratio, steps) if by == "chain" else ("healthy", -np.inf)
+              for gain, variance, ratio, steps, by in
               zip(per_layer[f"log10_{direction}_gain_layers"], per_layer[f"{direction}_log_variance_chain"],
-                  per_layer[f"log10_{direction}_fan_ratio"], per_layer["in_residual_branch"])]
+                  per_layer[f"log10_{direction}_fan_ratio"], per_layer[f"{direction}_chain_steps"],
+                  per_layer["judged_by"])]
     position = int(np.argmax([excess for _, excess in judged]))
     return judged[position][0], float(per_layer[f"log10_{direction}_gain_layers"].iloc[position]), position
 
@@ -488,10 +551,12 @@ def network_summary(frame: pd.DataFrame, sums: pd.DataFrame | None = None) -> di
     per_layer = frame.groupby("index", sort=True)[["log10_forward_gain_layers", "log10_backward_gain_layers",
                                                    "forward_log_variance_chain", "backward_log_variance_chain",
                                                    "log10_forward_fan_ratio", "log10_backward_fan_ratio",
-                                                   "in_residual_branch"]].agg(
+                                                   "in_residual_branch", "judged_by", "forward_chain_steps",
+                                                   "backward_chain_steps"]].agg(
         {"log10_forward_gain_layers": "mean", "log10_backward_gain_layers": "mean",
          "forward_log_variance_chain": "mean", "backward_log_variance_chain": "mean",
-         "log10_forward_fan_ratio": "mean", "log10_backward_fan_ratio": "mean", "in_residual_branch": "first"})
+         "log10_forward_fan_ratio": "mean", "log10_backward_fan_ratio": "mean", "in_residual_branch": "first",
+         "judged_by": "first", "forward_chain_steps": "first", "backward_chain_steps": "first"})
     names = frame.groupby("index")["name"].first()
     summary = {
         "forward_gain": geometric(last["var_y"] / first["var_y"]),

@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .compare import CLOSED_KINDS, RESET_KINDS, build_dead_frame, build_frame, build_sum_frame, layer_summary, network_summary, to_json_dict
+from .compare import CLOSED_KINDS, RESET_KINDS, build_dead_frame, build_frame, build_norm_frame, build_sum_frame, layer_summary, network_summary, to_json_dict
+from . import dataflow
+from .coverage import EMBEDDING_OPS, WEIGHT_OPS, Coverage, WeightCall, call_geometry, coverage, layer_name, weight_call
 from .layers import LayerGeometry, geometry, is_covered
 from .stacking import StackingError, repeat_input, stack_models
 from .schemes import DIRECTION_STREAM, Scheme, adjacent_slopes, apply_init, network_slope, parse_scheme, stream_seed
@@ -473,9 +475,24 @@ class _Call:
     prefix_factors: list  # closed-form factors on the path from the previous layer's output
     prefix_backward_factors: list
     prefix_kinds: list
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    module_type: str = ""
+    channels_first: bool = False  # units along dim 1 (a convolution's channels), else along the last dim
+    ends_in: str = ""  # "norm": a train-mode normalization takes its output's scale; "branch": a residual branch
     stats: dict = field(default_factory=dict)
     input_map: torch.Tensor | None = None
     grad_output_map: torch.Tensor | None = None
+
+
+@dataclass
+class _Norm:
+    """A train-mode normalization: its input's variance against its eps (can it undo a scale?)."""
+
+    name: str
+    eps: float
+    variance: Any  # a recipe: Var of the normalized input over all its elements
+    weight_second_moment: Any = float("nan")  # a recipe: E[γ²] of its affine weight (NaN: none)
 
 
 @dataclass
@@ -486,6 +503,7 @@ class _Sum:
     name: str
     previous: int  # the sum whose output (through closed-form ops) is this one's skip; −1: none
     stats: dict = field(default_factory=dict)
+    branch_layers: tuple = ()  # the indices of the weight-layer calls in its branch
 
 
 @dataclass
@@ -493,6 +511,38 @@ class _Dead:
     name: str
     units: int
     fraction: Any  # a recipe: the fraction of units whose largest output is 0
+
+
+# The normalizations that divide by their input's own spread, and where their eps is passed.
+_NORM_EPS: dict[Any, tuple[int, float]] = {
+    F.batch_norm: (7, 1e-5), F.layer_norm: (4, 1e-5), F.group_norm: (4, 1e-5), F.instance_norm: (7, 1e-5),
+    **({F.rms_norm: (3, 1e-6)} if hasattr(F, "rms_norm") else {}),
+}
+
+
+_NORM_WEIGHT: dict[Any, tuple[int, str]] = {
+    F.batch_norm: (3, "weight"), F.layer_norm: (2, "weight"), F.group_norm: (2, "weight"), F.instance_norm: (3, "weight"),
+    **({F.rms_norm: (2, "weight")} if hasattr(F, "rms_norm") else {}),
+}
+
+
+def _is_norm_module(module: nn.Module) -> bool:
+    """A module named for a normalization that divides by its input's spread (``*Norm``, ``*RMSNorm``)."""
+    name = type(module).__name__.lower()
+    return ("layernorm" in name or "rmsnorm" in name or "groupnorm" in name or "batchnorm" in name) \
+        and not name.startswith("lazy")
+
+
+def _is_rms(module: nn.Module) -> bool:
+    return "rms" in type(module).__name__.lower()
+
+
+def _module_eps(module: nn.Module) -> float | None:
+    for attribute in ("eps", "variance_epsilon", "epsilon"):
+        value = getattr(module, attribute, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
 
 
 class _Tracker(TorchFunctionMode):
@@ -504,10 +554,41 @@ class _Tracker(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        kind = _OP_KINDS.get(func)
-        if kind is None or self.recorder.inside is not None:
+        recorder = self.recorder
+        if recorder.inside is not None:
             return func(*args, **kwargs)
-        return self.recorder.on_op(func, kind, args, kwargs)
+        op = WEIGHT_OPS.get(func)
+        if op is not None:
+            call = weight_call(op, args, kwargs, recorder.parameter_names)
+            if call is not None:
+                return recorder.on_weight_op(func, call, args, kwargs)
+        elif func in EMBEDDING_OPS:
+            table = _argument(args, kwargs, 1, "weight", None)
+            if isinstance(table, torch.Tensor):
+                recorder.embedded.add(table)
+        elif func is F.multi_head_attention_forward:
+            return self._descend(func, args, kwargs)
+        kind = _OP_KINDS.get(func)
+        if kind is None:
+            return func(*args, **kwargs)
+        return recorder.on_op(func, kind, args, kwargs)
+
+    def _descend(self, func, args, kwargs):
+        """Run a Python-level composite (``F.multi_head_attention_forward``) with the tracker on
+        for the ops inside it, so that its projections (``F.linear`` on its weights) are covered.
+        Its own first statement hands it back to the mode; that one check is answered no."""
+        original = F.has_torch_function
+
+        def once(*_: Any) -> bool:
+            F.has_torch_function = original
+            return False
+
+        F.has_torch_function = once
+        try:
+            with self:
+                return func(*args, **kwargs)
+        finally:
+            F.has_torch_function = original
 
 
 class _Recorder:
@@ -528,6 +609,16 @@ class _Recorder:
         self.stream: _Sum | None = None  # the latest residual sum
         self.stream_aliases: list[tuple[torch.Tensor, int]] = []  # its output and images under closed-form ops
         self.names = {module: name for name, module in model.named_modules()}
+        self.parameter_names = {parameter: name for name, parameter in model.named_parameters()}
+        self.covered_weights: set = set()
+        self.embedded: set = set()  # weights used as lookup tables (F.embedding)
+        self.layer_nodes: dict = {}  # autograd node of each covered call's output -> call index
+        self.reset_nodes: set = set()  # nodes of residual sums and normalizations: where a layer's scale stops
+        self.norms: list[_Norm] = []
+        self.grad_sources: list[torch.Tensor] = []  # layer inputs the backward must be asked for
+        self.input_storages: set[int] = set()  # storages of the model's floating-point inputs
+        self.norm_ops = 0  # normalization ops seen (a norm module that ran none is recorded at its exit)
+        self.norm_ops_at: dict = {}
         self.seen: Counter = Counter()
         self.scratch = _Scratch()
         self.raw = _RawStore(groups)
@@ -557,13 +648,43 @@ class _Recorder:
         self.frontier = self.stream = None
         self.stream_aliases = []
         self.scratch = _Scratch()
+        self.layer_nodes, self.reset_nodes = {}, set()  # graph nodes hold saved tensors: let the backward free them
 
     def _push(self, module: nn.Module, args: tuple) -> None:
         self.stack.append(module)
+        if _is_norm_module(module):
+            self.norm_ops_at[module] = self.norm_ops
 
     def _pop(self, module: nn.Module, args: tuple, output: Any) -> None:
         if self.stack and self.stack[-1] is module:
             self.stack.pop()
+        start = self.norm_ops_at.pop(module, None)
+        if start is not None and start == self.norm_ops and args and isinstance(args[0], torch.Tensor) \
+                and isinstance(output, torch.Tensor) and args[0].is_floating_point():
+            # a normalization written in Python (Hugging Face's RMSNorm, T5's LayerNorm): no norm op was seen
+            with torch._C.DisableTorchFunction():
+                self._record_norm(args[0], output, _module_eps(module), _is_rms(module), getattr(module, "weight", None))
+
+    # -- normalizations ------------------------------------------------------------------------
+
+    def _record_norm(self, source: torch.Tensor, output: torch.Tensor, eps: float | None, rms: bool,
+                     weight: Any = None) -> None:
+        """A normalization that takes away its input's scale: the layers whose output scale reaches
+        it unchanged end in it (``ends_in = "norm"``); its input's variance is kept against eps."""
+        if output.grad_fn is not None:
+            self.reset_nodes.add(output.grad_fn)
+        if source.grad_fn is not None and self.layer_nodes:
+            for node in dataflow.nearest_layers(source.grad_fn, self.layer_nodes, self.reset_nodes):
+                call = self.calls[self.layer_nodes[node]]
+                call.ends_in = call.ends_in or "norm"
+        if eps is None:
+            return
+        where = self._where()
+        mean, second = _moments(self.raw, source, self.groups)
+        spread = second if rms else _Derived(_variance_from_moments, (second, mean))
+        gamma = _second_moment(self.raw, weight.reshape(1, -1).expand(self.groups, -1) if self.groups > 1 else weight,
+                               self.groups) if isinstance(weight, torch.Tensor) and weight.numel() else float("nan")
+        self.norms.append(_Norm(self._numbered(("norm", where), where), float(eps), spread, gamma))
 
     def _where(self) -> str:
         """Name of the innermost module running now ('' for the model itself)."""
@@ -581,6 +702,19 @@ class _Recorder:
         if func is F.batch_norm and not _argument(args, kwargs, 5, "training", False):
             kind = "affine"  # eval mode: running statistics, a fixed per-channel map that does not normalize
         source = args[0] if args else kwargs.get("input")
+        if kind in ("norm", "affine"):
+            self.norm_ops += 1
+            if kind == "norm" and func in _NORM_EPS and isinstance(source, torch.Tensor):
+                output = func(*args, **kwargs)
+                position, default = _NORM_EPS[func]
+                eps = _argument(args, kwargs, position, "eps", default)
+                self._record_norm(source, output, float(eps if eps is not None else torch.finfo(source.dtype).eps),
+                                  func is getattr(F, "rms_norm", None),
+                                  _argument(args, kwargs, *_NORM_WEIGHT.get(func, (99, "weight")), None))
+                for follower in (self.frontier,):
+                    if follower is not None and follower.matches(source):
+                        follower.advance(output, kind)
+                return output
         followers = [f for f in (self.frontier,) if f is not None and f.matches(source)]
         stream_alias = self.stream is not None and kind in _STREAM_OPS and self._in_stream(source)
         forward = backward = None
@@ -627,7 +761,7 @@ class _Recorder:
             _same_memory(tensor, alias) and tensor._version == version for alias, version in self.stream_aliases)
 
     def _record_dead(self, output: torch.Tensor) -> None:
-        after_conv = bool(self.calls) and self.calls[-1].geometry.kind == "conv"
+        after_conv = bool(self.calls) and self.calls[-1].channels_first
         dim = _unit_dim(output, after_conv)
         where = self._where()
         name = self._numbered(("dead", where), where)
@@ -647,13 +781,27 @@ class _Recorder:
                 and first.is_floating_point() and second.is_floating_point() and first.grad_fn is not None
                 and second.grad_fn is not None and kwargs.get("alpha", 1) == 1):
             return func(*args, **kwargs)  # a bias, a constant or a broadcast: not a sum of branches
-        stream = self.stream if self._in_stream(first) or self._in_stream(second) else None
-        branch_is_first = (self._in_stream(second) if stream is not None
-                           else self.frontier is not None and self.frontier.matches(first))
+        # Skip and branch from the data flow: the skip is the operand the branch was computed from
+        # (their fork), and a residual branch multiplies by weights on the way (``dataflow``).
+        fork = dataflow.fork(first.grad_fn, second.grad_fn, self.layer_nodes)
+        layers_first, layers_second = fork.layers_first, fork.layers_second
+        if not fork.found or not (layers_first or layers_second):
+            return func(*args, **kwargs)  # x + 0.044715·x³, a rotary embedding: no weight between, not a sum
+        if fork.first_is_fork or fork.second_is_fork:
+            branch_is_first = fork.second_is_fork
+        elif self._in_stream(first) or self._in_stream(second):
+            branch_is_first = self._in_stream(second)
+        else:  # two branches of one fork (a projection shortcut): the skip is the one with fewer layers
+            branch_is_first = len(layers_first) > len(layers_second)
         skip, branch = (second, first) if branch_is_first else (first, second)
+        stream = self.stream if self._in_stream(skip) else None
         on_layer_path = self.frontier is not None and (self.frontier.matches(first) or self.frontier.matches(second))
         where = self._where()
         record = _Sum(len(self.sums), self._numbered(("sum", where), where), stream.index if stream is not None else -1)
+        record.branch_layers = tuple(sorted(self.layer_nodes[node] for node in
+                                            (layers_first if branch_is_first else layers_second)))
+        for position in record.branch_layers:
+            self.calls[position].ends_in = "branch"
         record.stats["skip_second_moment"] = _second_moment(self.raw, skip, self.groups)
         record.stats["branch_second_moment"] = _second_moment(self.raw, branch, self.groups)
         output = func(*args, **kwargs)
@@ -661,6 +809,8 @@ class _Recorder:
         if output.requires_grad:
             self.tensor_handles.append(output.register_hook(lambda grad, r=record: r.stats.__setitem__(
                 "grad_second_moment", _second_moment(self.raw, grad, self.groups))))
+        if output.grad_fn is not None:
+            self.reset_nodes.add(output.grad_fn)
         self.sums.append(record)
         self.stream = record
         self.stream_aliases = [(output, output._version)]
@@ -691,34 +841,69 @@ class _Recorder:
             self.entered = None
 
     def _record_layer(self, module: nn.Module, args: tuple, output: Any) -> None:
-        x = args[0]
-        y = output
-        index = len(self.calls)
+        x, y = args[0], output
         name = self._numbered(module, self.names.get(module, type(module).__name__) or type(module).__name__)
         reference = self.references.get(module, module)
         layer_geometry = geometry(reference, self._one_seed(x.shape), self._one_seed(y.shape))
+        self._record_call(name, module, reference, module.weight, module.bias, layer_geometry,
+                          type(reference).__name__, x, y)
+
+    def on_weight_op(self, func: Callable, call: WeightCall, args: tuple, kwargs: dict) -> Any:
+        """A weight op outside a hooked layer (``coverage``): recorded as a layer call of its weight."""
+        args = list(args)
+        x = args[call.input_position] if len(args) > call.input_position else None
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            return func(*args, **kwargs)
+        if x.requires_grad:  # a view of the input, as for a hooked layer (``_on_layer_input``)
+            x = x.view_as(x)
+            args[call.input_position] = x
+        output = func(*args, **kwargs)
+        if isinstance(output, torch.Tensor) and output.is_floating_point():
+            name = self._numbered(call.weight, layer_name(self.parameter_names.get(call.weight, call.module_type)))
+            self._record_call(name, None, None, call.weight, call.bias, call_geometry(call, args, kwargs, x, output),
+                              call.module_type, x, output, channels_first=call.op in ("conv", "conv_transpose"))
+        return output
+
+    def _record_call(self, name: str, module: nn.Module | None, reference: nn.Module | None, weight: torch.Tensor,
+                     bias: torch.Tensor | None, layer_geometry: LayerGeometry, module_type: str, x: torch.Tensor,
+                     y: torch.Tensor, channels_first: bool | None = None) -> None:
+        index = len(self.calls)
         spatial_dims = len(layer_geometry.kernel_size) if layer_geometry.kind == "conv" else 0
+        channels_first = layer_geometry.kind == "conv" if channels_first is None else channels_first
         link = self.frontier if self.frontier is not None and self.frontier.matches(x) else None
         if link is not None and x.grad_fn is not None and (not link.nodes or link.nodes[-1] is not x.grad_fn):
             link.nodes.append(x.grad_fn)
         call = _Call(index, name, module, reference, layer_geometry, spatial_dims, link,
                      list(link.factors) if link is not None else [],
                      list(link.backward_factors) if link is not None else [],
-                     list(link.kinds) if link is not None else [])
+                     list(link.kinds) if link is not None else [], weight, bias, module_type)
+        call.channels_first = channels_first
         call.input_map, call.stats["input_second_moment"], _ = self._map(x, spatial_dims)
         rectifiers = [f for f, kind in zip(call.prefix_factors, link.factor_kinds if link is not None else [])
                       if kind == "rectifier"]
         call.stats["input_rectifier_factor"] = _Derived(_product, tuple(rectifiers)) if rectifiers else float("nan")
-        unit_means = _unit_means(self.raw, x, _unit_dim(x, layer_geometry.kind == "conv"), self.groups)
+        unit_means = _unit_means(self.raw, x, _unit_dim(x, channels_first), self.groups)
         call.stats["input_mean"] = _Derived(_mean_per_seed, (unit_means,))
         call.stats["input_unit_mean_abs_max"] = _Derived(_largest_abs, (unit_means,))
+        unit_dim = _unit_dim(x, channels_first)
+        units = x.shape[unit_dim] // (self.groups if unit_dim == 1 else 1) if x.dim() else 1
+        call.stats["input_count_per_unit"] = float(x.numel() // max(self.groups, 1) // max(units, 1))
+        # fed by the model's own input (the same storage, through views): what an input finding may judge
+        call.stats["input_is_model_input"] = float(x.untyped_storage().data_ptr() in self.input_storages)
         call.stats["output_variance"], call.stats["output_second_moment"] = \
             _variance_and_second_moment(self.raw, y, self.groups)
         if y.requires_grad:
             self.tensor_handles.append(y.register_hook(lambda grad, c=call: self._on_grad_output(c, grad)))
         if x.requires_grad:
             self.tensor_handles.append(x.register_hook(lambda grad, c=call: self._on_grad_input(c, grad)))
+            # An input computed with no weight upstream (an embedding's output) gets no gradient
+            # unless asked for: the backward stops at the weights it differentiates.
+            if x.grad_fn is None or not dataflow.nearest_layers(x.grad_fn, self.layer_nodes, set()):
+                self.grad_sources.append(x)
         self.calls.append(call)
+        self.covered_weights.add(weight)
+        if y.grad_fn is not None:
+            self.layer_nodes[y.grad_fn] = index
         if link is not None:
             link.tensor = None
         self.frontier = _Frontier(index, y, y._version, nodes=[y.grad_fn])
@@ -799,6 +984,9 @@ class PassRecord:
     module_types: list[str]
     nominal_weight_variance: np.ndarray | None = None  # the scheme's Var[w] per call; None: no scheme
     nominal_bias_second_moment: np.ndarray | None = None
+    ends_in: list[str] = field(default_factory=list)  # per call: "norm" (its scale is normalized away), "branch", ""
+    norms: dict[str, np.ndarray] = field(default_factory=dict)  # per train-mode normalization: name, eps, variance
+    coverage: Coverage | None = None
 
 
 ModelInput = Any  # a tensor, a tuple/list of tensors (positional) or a dict of tensors (keywords)
@@ -848,6 +1036,7 @@ def _run_pass(model: nn.Module, example_input: ModelInput, seed: int, stacked_se
     try:
         inputs = _map_tensors(example_input, _detached_input)
         input_tensors = [t for t in _input_tensors(inputs) if t.requires_grad]
+        recorder.input_storages = {t.untyped_storage().data_ptr() for t in input_tensors}
         with torch.enable_grad():
             try:
                 with _Tracker(recorder):
@@ -869,13 +1058,19 @@ def _run_pass(model: nn.Module, example_input: ModelInput, seed: int, stacked_se
         else:
             generator = torch.Generator().manual_seed(stream_seed(seed, DIRECTION_STREAM))
             directions = [torch.randn(t.shape, generator=generator).to(device=t.device, dtype=t.dtype) for t in outputs]
-        weights = list(dict.fromkeys(c.module.weight for c in calls if c.module.weight.requires_grad))
-        sources = input_tensors + weights
+        weights = list(dict.fromkeys(c.weight for c in calls if c.weight.requires_grad))
+        sources = input_tensors + recorder.grad_sources + weights
+        recorder.grad_sources = []
         grads = torch.autograd.grad(outputs, sources, directions, allow_unused=True)
         weight_grads = dict(zip(map(id, weights), grads[len(sources) - len(weights):]))
+        del grads, sources
         layout = _layout(calls, recorder.sums, recorder.dead, in_degree)
-        layout.scalars, layout.maps = _stack(calls, recorder.sums, recorder.dead, weight_grads, recorder.raw, groups)
+        layout.scalars, layout.maps = _stack(calls, recorder.sums, recorder.dead, recorder.norms, weight_grads,
+                                             recorder.raw, groups)
         layout.size = recorder.raw.size
+        layout.norm_names = [n.name for n in recorder.norms]
+        layout.norm_eps = [n.eps for n in recorder.norms]
+        layout.coverage = coverage(recorder.parameter_names, recorder.covered_weights, recorder.embedded)
         return recorder.raw.flat(), layout, [c.reference for c in calls]
     finally:
         recorder.remove()
@@ -908,23 +1103,25 @@ def _shape_message(error: RuntimeError, recorder: _Recorder, inputs: ModelInput)
     return f"the model's forward failed on an input of shape {given}{after}: {first_line}"
 
 
-_STAT_NAMES = list(_SCALARS) + ["input_rectifier_factor", "input_mean", "input_unit_mean_abs_max", "weight_second_moment", "bias_second_moment",
+_STAT_NAMES = list(_SCALARS) + ["input_rectifier_factor", "input_mean", "input_unit_mean_abs_max", "input_count_per_unit",
+                                "input_is_model_input", "weight_second_moment", "bias_second_moment",
                                 "weight_grad_variance"]
 _SUM_STATS = ("skip_second_moment", "branch_second_moment", "second_moment", "grad_second_moment")
 
 
-def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], weight_grads: dict, store: _RawStore,
-           groups: int = 1) -> tuple[list, list]:
+def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], norms: list[_Norm], weight_grads: dict,
+           store: _RawStore, groups: int = 1) -> tuple[list, list]:
     """Take the parameter statistics and return the recipes of one pass: (scalars, maps).
 
     The scalars, in order: per call the ``_STAT_NAMES`` and the forward and backward closed-form
     factors of its incoming path; then ``_SUM_STATS`` per residual sum and the dead fraction per
-    ReLU call. The maps: each call's input map and gradient-at-output map. ``_unpack`` evaluates
+    ReLU call, then the normalized input's variance per normalization. The maps: each call's input
+    map and gradient-at-output map. ``_unpack`` evaluates
     them on a seed's row of ``store.flat()``, which is filled by then.
     """
     nan = float("nan")
-    weights = [call.module.weight for call in calls]
-    biases = [call.module.bias for call in calls if call.module.bias is not None]
+    weights = [call.weight for call in calls]
+    biases = [call.bias for call in calls if call.bias is not None]
     second_moments = _parameter_second_moments(store, weights + biases, groups)
     weight_moments, bias_moments = second_moments[:len(weights)], iter(second_moments[len(weights):])
     grad_variances: dict[int, Any] = {}
@@ -932,8 +1129,8 @@ def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], weight_grads
     maps: list = []
     for call, weight_second_moment in zip(calls, weight_moments):
         call.stats["weight_second_moment"] = weight_second_moment
-        call.stats["bias_second_moment"] = next(bias_moments) if call.module.bias is not None else 0.0
-        grad = weight_grads.get(id(call.module.weight))
+        call.stats["bias_second_moment"] = next(bias_moments) if call.bias is not None else 0.0
+        grad = weight_grads.get(id(call.weight))
         if grad is not None and id(grad) not in grad_variances:  # a layer called twice has one gradient
             grad_variances[id(grad)] = _parameter_moments(store, grad, groups)[0]
         call.stats["weight_grad_variance"] = grad_variances[id(grad)] if grad is not None else nan
@@ -941,6 +1138,7 @@ def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], weight_grads
         scalars += call.prefix_factors + call.prefix_backward_factors
         maps += [call.input_map, call.grad_output_map if call.grad_output_map is not None else nan]
     scalars += [record.stats.get(name, nan) for record in sums for name in _SUM_STATS] + [d.fraction for d in dead]
+    scalars += [norm.variance for norm in norms] + [norm.weight_second_moment for norm in norms]
     return scalars, maps
 
 
@@ -961,6 +1159,11 @@ class _PassLayout:
     dead_names: list[str]
     dead_units: list[int]
     module_types: list[str]
+    ends_in: list[str] = field(default_factory=list)  # per call: "norm", "branch" or ""
+    sum_branch_layers: list[tuple] = field(default_factory=list)
+    norm_names: list[str] = field(default_factory=list)
+    norm_eps: list[float] = field(default_factory=list)
+    coverage: Coverage | None = None
     scalars: list = field(default_factory=list)  # recipes (``_evaluate``), in ``_stack``'s order
     maps: list = field(default_factory=list)
     size: int = 0  # length of one seed's row of the flat device tensor
@@ -981,7 +1184,7 @@ def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: 
                        [len(c.prefix_factors) for c in calls], closed_forward, closed_backward, link_kinds,
                        link_resets, ["+".join(c.prefix_kinds) for c in calls], [s.name for s in sums],
                        [s.previous for s in sums], [d.name for d in dead], [d.units for d in dead],
-                       [type(c.reference).__name__ for c in calls])
+                       [c.module_type for c in calls], [c.ends_in for c in calls], [s.branch_layers for s in sums])
 
 
 def _seed_maps(value: Any, seeds: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -1023,6 +1226,9 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
     sum_block = scalars[offset:offset + sum_count * len(_SUM_STATS)].reshape(sum_count, len(_SUM_STATS), width)
     offset += sum_count * len(_SUM_STATS)
     dead_fractions = scalars[offset:offset + len(layout.dead_names)]
+    offset += len(layout.dead_names)
+    norm_variances = scalars[offset:offset + len(layout.norm_names)]
+    norm_weights = scalars[offset + len(layout.norm_names):offset + 2 * len(layout.norm_names)]
     records = []
     for row, seed in enumerate(seeds):
         forward = [float(f) for f in prefix_factors[:, row]]
@@ -1039,7 +1245,10 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
             [f if closed else None for f, closed in zip(forward, layout.closed_forward)],
             [backward[i + 1] if layout.closed_backward[i] else None for i in range(count - 1)] + [None],
             layout.link_kinds, layout.link_resets, forward, backward, layout.prefix_kinds, sums, dead_units,
-            layout.module_types, layout.nominal_weight_variance, layout.nominal_bias_second_moment))
+            layout.module_types, layout.nominal_weight_variance, layout.nominal_bias_second_moment,
+            layout.ends_in, {"name": np.array(layout.norm_names, dtype=object), "eps": np.array(layout.norm_eps),
+                             "variance": norm_variances[:, row].copy(), "weight_second_moment":
+                                 norm_weights[:, row].copy()}, layout.coverage))
     return records
 
 
@@ -1049,11 +1258,13 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
 def _nominal(record: _PassLayout, modules: list[nn.Module], model: nn.Module, scheme: Scheme) -> None:
     """Fill the scheme's nominal Var[w] and E[b²] for every call, slopes as ``apply_init`` chose them."""
     slopes = adjacent_slopes(model)
+    nan = float("nan")  # a weight op outside a Conv/Linear module: apply_init does not draw it
     record.nominal_weight_variance = np.array([
         scheme.weight_variance(tuple(m.weight.shape), g.fan_in, g.fan_out, network_slope(scheme, *slopes[m]))
-        for m, g in zip(modules, record.geometries)])
+        if m is not None else nan for m, g in zip(modules, record.geometries)])
     record.nominal_bias_second_moment = np.array([
-        scheme.bias_variance(g.fan_in, m.bias is not None) for m, g in zip(modules, record.geometries)])
+        scheme.bias_variance(g.fan_in, m.bias is not None) if m is not None else nan
+        for m, g in zip(modules, record.geometries)])
 
 
 def _probe_one(model: nn.Module, example_input: ModelInput, seed: int,
@@ -1201,7 +1412,8 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
     info = {"init": str(scheme) if scheme is not None else "model's own", "seeds": seed_list,
             "batch_size": int(first.shape[0]) if first.dim() else 1, "input_shape": list(first.shape[1:]), "device": str(device_used), "direction": DIRECTION}
     info.update(config or {})
-    return ProbeResult(build_frame(records), info, build_sum_frame(records), build_dead_frame(records))
+    return ProbeResult(build_frame(records), info, build_sum_frame(records), build_dead_frame(records),
+                       build_norm_frame(records), records[0].coverage)
 
 
 @dataclass(frozen=True)
@@ -1212,6 +1424,8 @@ class ProbeResult:
     config: dict
     sums: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × residual sum
     dead_units: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × ReLU call
+    norms: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × train-mode normalization
+    coverage: Coverage | None = None  # which weight parameters the probe covered
 
     def to_frame(self) -> pd.DataFrame:
         """Return the tidy per-seed × per-layer frame of measurements and predictions."""

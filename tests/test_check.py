@@ -134,10 +134,11 @@ def test_resnet18_with_batch_norm_is_healthy_under_torch_default_and_kaiming():
     model = resnet18()
     default = initlab.check(model, images)
     assert default.healthy, default.text()
-    # the default init is still named, but normalization keeps it from compounding
-    finding = _kinds(default)["torch-default-init"]
-    assert finding.severity == "warning" and finding.factor == pytest.approx(1 / 6, rel=0.1)
-    assert "keep it from compounding" in finding.message
+    # BatchNorm takes every conv's scale away: the default init is not a finding, and the layers
+    # say what judges them (a residual branch by its stream, the stem by its normalization)
+    assert "torch-default-init" not in _kinds(default)
+    judged = default.to_frame().set_index("name")["judged_by"]
+    assert judged["conv1"] == "normalization" and judged["layer1.0.conv2"] == "stream" and judged["fc"] == "chain"
     torchvision_init = initlab.apply_init(resnet18(), "kaiming:mode=fan_out", seed=0)  # what torchvision uses
     report = initlab.check(torchvision_init, images)
     assert report.healthy and report.gains["residual_sums"] == 8
@@ -352,3 +353,56 @@ def test_timm_vit_is_healthy():
     report = initlab.check(timm.create_model("vit_tiny_patch16_224", num_classes=10, img_size=64),
                            _batch(2, 3, 64, 64))
     assert report.healthy, report.text()
+
+
+# -- false alarms that the data flow and sampling error remove ------------------------------------
+
+
+def test_a_net_fed_by_an_embedding_has_finite_gradients_equal_to_plain_autograd():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(100, 64), nn.LayerNorm(64), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64),
+                          nn.ReLU(), nn.Linear(64, 64))
+    initlab.apply_init(model, "kaiming", seed=0)
+    ids = torch.randint(0, 100, (8, 16), generator=torch.Generator().manual_seed(0))
+    report = initlab.check(model, ids)
+    assert report.healthy and report.verdict_backward == "healthy", report.text()
+    assert "unnormalized-input" not in _kinds(report)  # the first layer is fed by the embedding, not the input
+    # plain autograd: E[Δx²] at the first Linear's input, for the probe's output direction
+    from initlab.schemes import DIRECTION_STREAM, stream_seed
+    hidden = model[1](model[0](ids)).detach().requires_grad_(True)
+    output = model[2:](hidden)
+    direction = torch.randn(output.shape, generator=torch.Generator().manual_seed(stream_seed(0, DIRECTION_STREAM)))
+    (grad,) = torch.autograd.grad(output, hidden, direction)
+    measured = report.result.to_frame().set_index("name").loc["2", "grad_var"]
+    np.testing.assert_allclose(measured, grad.double().square().mean().item(), rtol=1e-4)
+
+
+def test_a_unit_gaussian_batch_never_reads_as_unnormalized_input():
+    model = initlab.apply_init(initlab.mlp(depth=3, width=64, input_shape=(784,)), "kaiming", seed=0)
+    fired = [seed for seed in range(20)
+             if "unnormalized-input" in _kinds(initlab.check(model, _batch(8, 784, seed=seed)))]
+    assert fired == []
+    offset = _batch(8, 784) + 3.0  # a real offset still reads: channel means 3σ beyond sampling error
+    assert "unnormalized-input" in _kinds(initlab.check(model, offset))
+
+
+@pytest.mark.parametrize("groups, call, expected", [
+    (256, lambda w: nn.init.kaiming_normal_(w, mode="fan_in"), "kaiming"),
+    (256, lambda w: nn.init.kaiming_uniform_(w, mode="fan_in"), "kaiming"),
+    (256, lambda w: nn.init.kaiming_normal_(w, mode="fan_out"), "kaiming:mode=fan_out(torch)"),
+    (256, lambda w: nn.init.kaiming_uniform_(w, mode="fan_out"), "kaiming:mode=fan_out(torch)"),
+    (256, None, "torch-default"),
+    # depthwise, torch's Xavier 2·9/(9 + 9·256) equals its fan_out Kaiming 2/256 within 0.4 %: groups of 4 tell them apart
+    (4, lambda w: nn.init.xavier_normal_(w), "xavier(torch)"),
+    (4, lambda w: nn.init.xavier_uniform_(w), "xavier(torch)"),
+    (4, lambda w: nn.init.kaiming_normal_(w, mode="fan_out"), "kaiming:mode=fan_out(torch)"),
+    (4, None, "torch-default"),
+])
+def test_torch_inits_of_grouped_and_depthwise_convs_are_identified_groups_included(groups, call, expected):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(256, 256, 3, padding=1, groups=groups)  # fan_in 9·256/g; torch's fan_out 9·256 (groups ignored)
+    if call is not None:
+        call(conv.weight)
+    model = nn.Sequential(nn.Conv2d(3, 256, 1), nn.ReLU(), conv, nn.ReLU(), nn.Conv2d(256, 8, 1))
+    report = initlab.check(model, _batch(4, 3, 8, 8))
+    assert report.to_frame().set_index("name").loc["2", "init"] == expected

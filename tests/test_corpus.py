@@ -1,0 +1,271 @@
+"""``initlab check`` on real architectures: Hugging Face models as the library initializes them are
+healthy, broken variants are unhealthy for the named reason, every weight layer is covered, and the
+numbers behind each verdict equal a plain-PyTorch measurement (``corpus.reference_statistics``)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import initlab
+from initlab.schemes import DIRECTION_STREAM, stream_seed
+
+sys.path.insert(0, str(Path(__file__).parent))
+pytest.importorskip("transformers")
+import corpus  # noqa: E402
+
+SEED = 0
+
+
+def _second_moment_hook(captured, key, of="output"):
+    """A forward hook that keeps E[·²] (or the mean per-row variance) of a module's input or output."""
+    def hook(module, args, output):
+        value = (args[0] if of != "output" else output).detach().double()
+        captured.setdefault(key, value.var(dim=-1).mean().item() if of == "input-variance"
+                            else value.square().mean().item())
+    return hook
+
+
+def _kinds(report):
+    return {f.kind for f in report.findings}
+
+
+@pytest.mark.parametrize("name", corpus.HEALTHY)
+def test_real_models_as_their_library_initializes_them_are_healthy_and_fully_covered(name):
+    model, example = corpus.build(name)
+    report = initlab.check(model, example)
+    assert report.healthy, report.text()
+    assert not [f for f in report.findings if f.severity == "error"]
+    coverage = report.result.coverage
+    assert coverage.uncovered == (), coverage.text()
+    assert len(coverage.covered) == len(report.layers["name"].str.split("#").str[0].unique())
+    assert report.text().count("coverage: ") == 1
+
+
+@pytest.mark.parametrize("name", corpus.HEALTHY)
+def test_measured_second_moments_equal_a_plain_pytorch_measurement(name):
+    model, example = corpus.build(name)
+    model.train()
+    reference = corpus.reference_statistics(model, example, stream_seed(SEED, DIRECTION_STREAM))
+    model, example = corpus.build(name)  # fresh: the reference pass moved BatchNorm's running statistics
+    model.train()
+    frame = initlab.probe(model, example, seeds=[SEED]).to_frame().set_index("name")
+    assert set(reference) <= set(frame.index), set(reference) - set(frame.index)
+    for layer, expected in reference.items():
+        row = frame.loc[layer]
+        np.testing.assert_allclose(row["input_second_moment"], expected["input"], rtol=2e-4, err_msg=layer)
+        np.testing.assert_allclose(row["var_y"], expected["output"], rtol=2e-4, err_msg=layer)
+        np.testing.assert_allclose(row["grad_output_second_moment"], expected["grad_output"], rtol=2e-4,
+                                   err_msg=layer)
+
+
+def test_transformers_with_unit_gaussian_weights_have_an_exploding_stream():
+    for name in ("gpt2", "llama", "vit"):
+        model, example = corpus.build(name)
+        corpus.redraw_weights(model, 1.0)
+        report = initlab.check(model, example)
+        assert not report.healthy, name
+        assert "residual-stream-growth" in _kinds(report), (name, report.text())
+
+
+def test_weights_at_std_1e_minus_4_starve_the_layer_norms():
+    model, example = corpus.build("gpt2")
+    corpus.redraw_weights(model, 1e-4)
+    report = initlab.check(model, example)
+    assert "normalization-starved" in _kinds(report), report.text()
+    # plain PyTorch: the first LayerNorm's input variance is far below its eps (1e-5)
+    captured = {}
+    handle = model.transformer.h[0].ln_1.register_forward_hook(_second_moment_hook(captured, "var", "input-variance"))
+    with torch.no_grad():
+        model(**example)
+    handle.remove()
+    assert captured["var"] < 1e-6
+
+
+def test_a_norm_free_transformer_at_he_scale_explodes_and_plain_torch_agrees():
+    model, example = corpus.build("gpt2")
+    for block in model.transformer.h:
+        block.ln_1, block.ln_2 = nn.Identity(), nn.Identity()
+    corpus.redraw_weights(model, lambda w: (2.0 / w.shape[0]) ** 0.5)
+    report = initlab.check(model, example)
+    assert "residual-stream-growth" in _kinds(report), report.text()
+    with torch.no_grad():
+        hidden = model(**example, output_hidden_states=True).hidden_states
+    plain_growth = (hidden[-2].double().square().mean() / hidden[0].double().square().mean()).item()
+    assert plain_growth > 100  # the stream before the final norm, measured with no initlab code
+
+
+def test_scaling_the_weights_before_batch_norm_changes_no_verdict():
+    verdicts = set()
+    for scale in (0.03, 0.3, 1.0, 3.0, 30.0):
+        model, example = corpus.build("resnet-basic")
+        with torch.no_grad():
+            for module in model.modules():
+                if isinstance(module, nn.Conv2d):
+                    module.weight.mul_(scale)
+        report = initlab.check(model, example)
+        verdicts.add((report.healthy, report.verdict_forward, report.verdict_backward,
+                      tuple(sorted(_kinds(report)))))
+    assert verdicts == {(True, "healthy", "healthy", ())}, verdicts
+
+
+def test_conv_batchnorm_stack_is_bit_for_bit_scale_free_and_so_are_its_verdicts():
+    def stack(scale):
+        torch.manual_seed(0)
+        layers = []
+        for position in range(8):
+            conv = nn.Conv2d(3 if position == 0 else 16, 16, 3, padding=1, bias=False)
+            nn.init.kaiming_normal_(conv.weight)
+            with torch.no_grad():
+                conv.weight.mul_(scale)
+            layers += [conv, nn.BatchNorm2d(16), nn.ReLU()]
+        return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+    x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    outputs = []
+    for scale in (1.0, 0.3, 0.1, 0.03):
+        model = stack(scale)
+        report = initlab.check(model, x)
+        assert report.healthy and report.findings == (), (scale, report.text())
+        outputs.append(model(x).detach())
+    for output in outputs[1:]:  # plain torch: the scale is normalized away, up to eps/Var ≤ 1e-2 at s = 0.03
+        np.testing.assert_allclose(output.numpy(), outputs[0].numpy(), rtol=3e-2, atol=3e-3)
+
+
+def test_a_plain_vgg_without_batchnorm_under_torch_default_init_vanishes():
+    from architectures import vgg11
+    torch.manual_seed(0)
+    model = vgg11(width=8, batch_norm=False)
+    report = initlab.check(model, torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert not report.healthy
+    assert "torch-default-init" in _kinds(report), report.text()
+
+
+def test_a_deep_unnormalized_residual_net_under_kaiming_has_an_exploding_stream():
+    from architectures import ResNet
+    torch.manual_seed(0)
+    model = initlab.apply_init(ResNet((16,), width=8, norm=False), "kaiming", seed=0)
+    report = initlab.check(model, torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert "residual-stream-growth" in _kinds(report), report.text()
+
+
+def test_hugging_face_efficientnet_as_built_vanishes_through_its_small_batchnorm_weights():
+    model, example = corpus.build("efficientnet")
+    report = initlab.check(model, example)
+    assert not report.healthy and report.verdict_forward == "vanishing"
+    finding = next(f for f in report.findings if f.kind == "normalization-weight")
+    assert finding.factor == pytest.approx(0.02 ** 2, rel=0.2)  # E[γ²] of N(0, 0.02) draws
+    assert report.findings[0].kind == "normalization-weight"  # the cause comes first
+    # plain PyTorch: the features reaching the classifier are ~0 next to the stem's output
+    captured = {}
+    model.efficientnet.embeddings.convolution.register_forward_hook(_second_moment_hook(captured, "stem"))
+    model.efficientnet.encoder.top_conv.register_forward_hook(_second_moment_hook(captured, "top"))
+    model.train()
+    model(example)
+    assert captured["top"] / captured["stem"] < 1e-12
+
+
+def test_branch_plus_skip_and_skip_plus_branch_give_the_same_stream_as_plain_torch():
+    class Block(nn.Module):
+        def __init__(self, first):
+            super().__init__()
+            self.first, self.fc1, self.fc2 = first, nn.Linear(64, 64), nn.Linear(64, 64)
+
+        def forward(self, x):
+            branch = self.fc2(torch.relu(self.fc1(x))) * 0.5  # ends in an op the probe does not follow
+            return branch + x if self.first == "branch" else x + branch
+
+    growths = []
+    for first in ("branch", "skip"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, 64), *[Block(first) for _ in range(4)], nn.Linear(64, 10))
+        initlab.apply_init(model, "kaiming", seed=0)
+        x = torch.randn(32, 64, generator=torch.Generator().manual_seed(0))
+        result = initlab.probe(model, x)
+        sums = result.sums
+        assert list(sums["stream"]) == [0, 0, 0, 0]
+        growths.append(sums["stream_growth"].iloc[-1])
+        with torch.no_grad():  # plain torch: E[s_4²]/E[x_0²] along the stream
+            h0 = model[0](x)
+            h = h0
+            for block in model[1:5]:
+                h = block(h)
+        plain = (h.double().square().mean() / h0.double().square().mean()).item()
+        np.testing.assert_allclose(growths[-1], plain, rtol=1e-4)
+    np.testing.assert_allclose(growths[0], growths[1], rtol=1e-5)
+
+
+def test_gelu_tanh_rotary_and_mask_adds_are_not_residual_sums():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(32, 32), nn.Linear(32, 32)
+
+        def forward(self, x):
+            h = self.fc1(x)
+            h = 0.5 * h * (1.0 + torch.tanh(0.79788456 * (h + 0.044715 * torch.pow(h, 3.0))))  # GELU-tanh
+            rotated = torch.cat([-h[..., 16:], h[..., :16]], dim=-1)
+            h = h * 0.9 + rotated * 0.1  # a rotary-style add of two images of one tensor
+            return self.fc2(h) + torch.zeros(32)  # a constant (mask-style) add
+
+    result = initlab.probe(Net(), torch.randn(8, 32))
+    assert result.sums.empty
+
+
+def test_functional_layers_mha_conv_transpose_and_raw_matmuls_are_covered_and_named():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = nn.MultiheadAttention(16, 2, batch_first=True)
+            self.up = nn.ConvTranspose1d(16, 16, 2, stride=2)
+            self.raw = nn.Parameter(torch.randn(16, 16) / 4)
+            self.unused = nn.Parameter(torch.randn(16, 16))
+
+        def forward(self, x):
+            h, _ = self.attention(x, x, x, need_weights=False)
+            h = self.up(h.transpose(1, 2)).transpose(1, 2)
+            return h @ self.raw
+
+    torch.manual_seed(0)
+    report = initlab.check(Net(), torch.randn(4, 6, 16))
+    coverage = report.result.coverage
+    assert set(coverage.covered) == {"attention.in_proj", "attention.out_proj", "up", "raw"}
+    assert coverage.uncovered == ("unused",)
+    assert "4 of 5 weight layers covered; not covered: unused" in report.text()
+    frame = report.result.to_frame().set_index("name")
+    assert frame.loc["raw", "fan_in"] == 16 and frame.loc["up", "module_type"] == "ConvTranspose1d"
+
+
+TEXT_MODEL = '''
+import torch
+import transformers
+
+def build():
+    config = transformers.GPT2Config(vocab_size=500, n_embd=64, n_layer=2, n_head=2, n_positions=32, use_cache=False,
+                                     bos_token_id=0, eos_token_id=0)
+    return transformers.GPT2LMHeadModel(config)
+
+def batch():
+    return {"input_ids": torch.randint(0, 500, (4, 16), generator=torch.Generator().manual_seed(0))}
+'''
+
+
+def test_token_models_check_and_probe_from_the_shell(tmp_path, capsys):
+    from initlab.cli import main
+    path = tmp_path / "textnet.py"
+    path.write_text(TEXT_MODEL)
+    assert main(["check", f"{path}:build", "--input-shape", "16"]) == 0  # token ids in range, length 16
+    text = capsys.readouterr().out
+    assert text.startswith("HEALTHY") and "9 of 9 weight layers covered" in text
+    assert "unnormalized-input" not in text
+    assert main(["check", f"{path}:build", "--input-factory", f"{path}:batch"]) == 0
+    capsys.readouterr()
+    assert main(["probe", "--model", f"{path}:build", "--input-factory", f"{path}:batch", "--seeds", "1",
+                 "--format", "json"]) == 0
+    import json
+    document = json.loads(capsys.readouterr().out)
+    assert document["config"]["input_shape"] == [16] and len(document["layers"]) == 9
+    assert main(["probe", "--model", f"{path}:build", "--input-shape", "16", "--seeds", "1"]) == 0
