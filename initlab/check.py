@@ -27,11 +27,13 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from .compare import HEALTHY_DECADES, slope_from_factor, stream_summary
 from .files import json_records, json_value
 from .probe import ModelInput, ProbeResult, probe
+from .schemes import DROPOUT_STREAM, stream_seed
 
 DIRECTIONS = ("forward", "backward")
 MODES = ("train", "eval", "as-is")
@@ -246,7 +248,8 @@ def check(model: nn.Module, example_input: ModelInput | Callable[[], ModelInput]
     the init should satisfy ("forward": fan_in, eq. 10; "backward": fan_out, eq. 14); both
     verdicts are always judged. ``mode``: normalization layers in "train" mode (batch statistics,
     what the first training step sees; the default), "eval" mode (running statistics), or
-    "as-is". ``seed`` draws the output direction of the backward pass. ``input_drawn``: the input
+    "as-is". ``seed`` draws the output direction of the backward pass and seeds the global RNG for
+    the pass (train-mode dropout masks), which is restored after. ``input_drawn``: the input
     is a batch the caller drew (``initlab check --input-shape``), so no finding is made about it.
     """
     if direction not in DIRECTIONS:
@@ -259,8 +262,13 @@ def check(model: nn.Module, example_input: ModelInput | Callable[[], ModelInput]
     try:
         if mode != "as-is":
             model.train(mode == "train")
-        result = probe(model, example_input, seeds=[seed], device=device,
-                       config={"check_direction": direction, "normalization_mode": mode})
+        # train-mode dropout draws its masks from the global RNG: seeded here (and restored after),
+        # so the same model and input give the same report on every run
+        cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=cuda_devices):
+            torch.manual_seed(stream_seed(seed, DROPOUT_STREAM))
+            result = probe(model, example_input, seeds=[seed], device=device,
+                           config={"check_direction": direction, "normalization_mode": mode})
     finally:
         for module, training in flags.items():
             module.training = training
@@ -305,7 +313,8 @@ def _layer_table(summary: pd.DataFrame, first_seed: pd.DataFrame) -> pd.DataFram
     table["factor_backward"] = rectifier_out * table["fan_out"] * table["var_w"]
     table["segment"] = np.cumsum(first_seed["link_resets"].to_numpy(dtype=bool))
     for column in ("forward_factor", "backward_factor", "var_y", "grad_var", "log10_forward_gain_layers",
-                   "log10_backward_gain_layers", "in_residual_branch", "judged_by", "verdict_forward",
+                   "log10_backward_gain_layers", "in_residual_branch", "judged_by", "forward_chain_steps",
+                   "backward_chain_steps", "verdict_forward",
                    "verdict_backward", "verdict"):
         table[column] = summary[column].to_numpy()
     table["rectifier_in"] = has_rectifier

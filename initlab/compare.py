@@ -464,6 +464,8 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
                            else mean[column].values)
     summary["in_residual_branch"] = grouped["in_residual_branch"].first().values
     summary["judged_by"] = grouped["judged_by"].first().values
+    summary["forward_chain_steps"] = grouped["forward_chain_steps"].first().values
+    summary["backward_chain_steps"] = grouped["backward_chain_steps"].first().values
     summary["ends_in"] = grouped["ends_in"].first().values
     summary["var_y_mean"] = mean["var_y"].values
     summary["grad_var_mean"] = mean["grad_var"].values
@@ -601,4 +603,6 @@ def to_json_dict(result: Any) -> dict[str, Any]:
     """Return ``{"config", "layers", "summary"}`` of a probe result, JSON-ready (NaN → null)."""
     summary = {key: json_value(value) for key, value in result.gains().items()}
     return {"config": result.config, "layers": json_records(result.summary()), "summary": summary,
-            "residual_sums": json_records(result.sums)}
+            "residual_sums": json_records(result.sums),
+            "normalizations": json_records(result.norms) if getattr(result, "norms", None) is not None else [],
+            "coverage": result.coverage.to_dict() if getattr(result, "coverage", None) is not None else None}

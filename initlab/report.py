@@ -23,7 +23,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .compare import layer_summary, network_summary  # noqa: E402
+from .compare import SINGLE_STEP_DECADES, layer_summary, network_summary  # noqa: E402
 from .files import atomic_write, atomic_write_text  # noqa: E402
 
 # Okabe & Ito's colour-blind-safe palette; a label keeps its colour across figures.
@@ -344,20 +344,31 @@ def load_train_folder(folder: Path) -> dict[str, StoredRun]:
 def plot_check(report: Any, path: str | Path | None = None) -> plt.Figure:
     """Return a two-panel figure of a check: log10 chain gain per layer call, forward and backward,
     against He's 1 with the ±1 decade tolerance; crosses mark layers that are not healthy, grey
-    dots layers inside residual branches (judged through the stream). Written as PNG to ``path``
+    dots layers not judged by their chain gain (inside residual branches, judged through the
+    stream, or ending in a train-mode normalization, which removes their scale). Written as PNG to ``path``
     (atomically) when given; the figure stays open for a notebook."""
     layers = report.to_frame()
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
     for axis, direction in zip(axes, ("forward", "backward")):
         gains = layers[f"log10_{direction}_gain_layers"].to_numpy()
         index = layers["index"].to_numpy()
-        branch = layers["in_residual_branch"].to_numpy(dtype=bool)
+        # judged by their stream or removed by a normalization: not by the chain gain drawn here
+        branch = (layers["judged_by"].to_numpy() != "chain") if "judged_by" in layers else \
+            layers["in_residual_branch"].to_numpy(dtype=bool)
         axis.axhspan(-1, 1, color="#2da44e", alpha=0.08, linewidth=0)
         axis.axhline(0, color="#2da44e", linewidth=1, label="He: gain 1")
-        axis.plot(index[~branch], gains[~branch], marker="o", markersize=3, linewidth=1, color="#0969da",
-                  label="chain gain since the last reset")
+        lone = ~branch & (layers[f"{direction}_chain_steps"].to_numpy() <= 1) if f"{direction}_chain_steps" in layers \
+            else np.zeros(len(index), dtype=bool)
+        chained = ~branch & ~lone
+        axis.plot(index[chained], gains[chained], marker="o", markersize=3, linewidth=1, color="#0969da",
+                  label="chain gain since the last reset (±1 decade)")
+        if lone.any():  # a lone layer's factor is an output scale, judged at ±SINGLE_STEP_DECADES
+            axis.axhspan(-SINGLE_STEP_DECADES, SINGLE_STEP_DECADES, color="#2da44e", alpha=0.04, linewidth=0)
+            axis.scatter(index[lone], gains[lone], marker="s", s=18, color="#0969da",
+                         label=f"a lone layer step (its band: ±{SINGLE_STEP_DECADES:g} decades)")
         if branch.any():
-            axis.scatter(index[branch], gains[branch], s=10, color="#8c959f", label="inside a residual branch")
+            axis.scatter(index[branch], gains[branch], s=10, color="#8c959f",
+                         label="judged by its stream or normalized away")
         bad = (layers[f"verdict_{direction}"].to_numpy() != "healthy") & ~branch
         if bad.any():
             axis.scatter(index[bad], gains[bad], marker="x", color="#cf222e", s=36, zorder=3, label="not healthy")

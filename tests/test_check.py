@@ -406,3 +406,12 @@ def test_torch_inits_of_grouped_and_depthwise_convs_are_identified_groups_includ
     model = nn.Sequential(nn.Conv2d(3, 256, 1), nn.ReLU(), conv, nn.ReLU(), nn.Conv2d(256, 8, 1))
     report = initlab.check(model, _batch(4, 3, 8, 8))
     assert report.to_frame().set_index("name").loc["2", "init"] == expected
+
+
+def test_the_readme_check_example_of_a_plain_conv_net_prints_what_it_shows(tmp_path, capsys):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("With `nets.py` holding"):]
+    (tmp_path / "nets.py").write_text(section.split("```python\n", 1)[1].split("```", 1)[0])
+    shown = section.split("```\n$ initlab check nets.py:build_net", 1)[1].split("$ echo $?", 1)[0].splitlines()[1:]
+    assert main(["check", f"{tmp_path / 'nets.py'}:build_net", "--input-shape", "3,32,32"]) == 1
+    assert capsys.readouterr().out.splitlines() == shown

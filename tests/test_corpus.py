@@ -239,28 +239,24 @@ def test_functional_layers_mha_conv_transpose_and_raw_matmuls_are_covered_and_na
     assert frame.loc["raw", "fan_in"] == 16 and frame.loc["up", "module_type"] == "ConvTranspose1d"
 
 
-TEXT_MODEL = '''
-import torch
-import transformers
-
-def build():
-    config = transformers.GPT2Config(vocab_size=500, n_embd=64, n_layer=2, n_head=2, n_positions=32, use_cache=False,
-                                     bos_token_id=0, eos_token_id=0)
-    return transformers.GPT2LMHeadModel(config)
-
-def batch():
-    return {"input_ids": torch.randint(0, 500, (4, 16), generator=torch.Generator().manual_seed(0))}
-'''
+def _readme_text_model() -> tuple[str, list[str]]:
+    """The README's text-model example: the ``textnet.py`` it shows and the check output it shows."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme[readme.index("**A real transformer.**"):]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    shown = section.split("```\n$ initlab check textnet.py:build", 1)[1].split("```", 1)[0]
+    return code, shown.splitlines()[1:]
 
 
 def test_token_models_check_and_probe_from_the_shell(tmp_path, capsys):
     from initlab.cli import main
+    code, shown = _readme_text_model()
     path = tmp_path / "textnet.py"
-    path.write_text(TEXT_MODEL)
+    path.write_text(code)
     assert main(["check", f"{path}:build", "--input-shape", "16"]) == 0  # token ids in range, length 16
     text = capsys.readouterr().out
-    assert text.startswith("HEALTHY") and "9 of 9 weight layers covered" in text
-    assert "unnormalized-input" not in text
+    assert text.splitlines() == shown  # the README's output, line for line
+    assert "9 of 9 weight layers covered" in text
     assert main(["check", f"{path}:build", "--input-factory", f"{path}:batch"]) == 0
     capsys.readouterr()
     assert main(["probe", "--model", f"{path}:build", "--input-factory", f"{path}:batch", "--seeds", "1",
