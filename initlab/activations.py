@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -106,6 +107,37 @@ def variance_factor(module: nn.Module) -> torch.Tensor:
     """
     slope = slope_tensor(module).float()
     return (0.5 * (1.0 + slope.square())).mean()
+
+
+SMOOTH_TYPES: tuple[type[nn.Module], ...] = (nn.GELU, nn.SiLU, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus,
+                                             nn.Hardswish, nn.Sigmoid, nn.Hardtanh, nn.ReLU6)
+_SMOOTH_NAMES = ("gelu", "silu", "swish", "mish", "tanh", "elu", "quickgelu")  # Hugging Face's activation modules
+# Probabilists' Gauss–Hermite rule for E[h(z)], z ~ N(0, 1): exact for polynomials of degree < 160
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
+_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+_FACTORS: dict[tuple, float] = {}  # per activation type and settings
+
+
+def activation_factor(module: nn.Module) -> float | None:
+    """Return c = E[f(y)²]/E[y²] at y ~ N(0, 1) of a smooth, parameter-free activation module (GELU
+    0.425, SiLU 0.356, tanh 0.394, and Hugging Face's ``GELUActivation``, ``NewGELUActivation``,
+    ...), by Gauss–Hermite quadrature on the module itself; None for anything else. The
+    generalized He condition is c·n·Var[w] = 1 (for a rectifier c = ½(1+a²), eq. 7)."""
+    if is_rectifier(module) or list(module.parameters(recurse=False)) or list(module.children()):
+        return None
+    name = type(module).__name__.lower()
+    if not (isinstance(module, SMOOTH_TYPES) or ("activation" in name and any(n in name for n in _SMOOTH_NAMES))):
+        return None
+    key = (type(module), repr(module))
+    if key not in _FACTORS:
+        nodes = torch.as_tensor(_NODES, dtype=torch.float64)
+        try:
+            with torch.no_grad():
+                values = module(nodes.clone()).double()
+        except Exception:  # an activation that takes something else: not one we can weigh
+            return None
+        _FACTORS[key] = float((torch.as_tensor(_WEIGHTS) * values.square()).sum())
+    return _FACTORS[key]
 
 
 def no_decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -43,6 +43,7 @@ MODES = ("train", "eval", "as-is")
 DEAD_WARNING, DEAD_ERROR = 0.60, 0.90
 INPUT_SECOND_MOMENT_WARNING = (0.1, 10.0)
 INPUT_SECOND_MOMENT_ERROR = (0.01, 100.0)
+ATTENTION_LOGIT_STD_ERROR = 10.0  # softmax logits spread beyond it: one-hot attention at init
 NORM_WEIGHT_WARNING = 0.01  # E[γ²] of a normalization's affine weight below it (|γ| ≲ 0.1), not zero
 NORM_UNDONE_ERROR = 0.5  # Var/(Var + eps) below it: the input's variance is under the normalization's eps
 INPUT_MEAN_Z = 5.3  # two-sided 10⁻³ over 10⁴ units (Bonferroni): a channel mean beyond sampling error
@@ -177,8 +178,8 @@ class CheckReport:
         ]
         if gains.get("residual_sums"):
             lines.append(f"residual: {gains['residual_sums']} sums in {len(self.streams)} stream(s); fastest growth "
-                         f"×{gains['stream_growth_forward']:.3g} forward, ×{gains['stream_growth_backward']:.3g} "
-                         f"backward (linear growth is K+1 over K sums)")
+                         f"after a stream's first sum ×{gains['stream_growth_forward']:.3g} forward, "
+                         f"×{gains['stream_growth_backward']:.3g} backward (linear: at most ×K over K sums)")
             sums = self.result.sums
             ratios = sums.loc[sums["seed"] == sums["seed"].min(), "branch_ratio"].to_numpy(dtype=float)
             ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
@@ -423,16 +424,18 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
         for _, stream in streams.iterrows():
             for stream_direction in DIRECTIONS:
                 if stream[f"verdict_{stream_direction}"] == "exploding":
-                    growth = stream[f"{stream_direction}_growth"]
+                    growth = stream["forward_growth_after_first" if stream_direction == "forward"
+                                    else "backward_growth"]
                     count = int(stream["sums"])
+                    steps = count - 1  # judged from the first sum on (``compare.stream_summary``)
                     findings.append(Finding(
                         "residual-stream-growth", "error",
                         f"the residual stream from {stream['first']!r} to {stream['last']!r} grows ×{growth:.3g} "
-                        f"{stream_direction} over {count} sums (×{growth ** (1 / count):.3g} per sum; linear growth "
-                        f"would be ×{count + 1})",
-                        "scale each branch's last layer down (zero-init its last BatchNorm weight, or Fixup/SkipInit "
-                        "scaling), or normalize the branches", (stream["first"], stream["last"]),
-                        float(growth ** (1 / count))))
+                        f"{stream_direction} over the {steps} sums after its first (×{growth ** (1 / steps):.3g} per "
+                        f"sum; linear growth would be at most ×{count})",
+                        "scale each branch's last layer down (zero-init its last BatchNorm weight, Fixup/SkipInit, "
+                        "or GPT-2's 1/√(2L) on the output projections), or normalize the branches",
+                        (stream["first"], stream["last"]), float(growth ** (1 / steps))))
     norms = result.norms
     starved = ()
     if norms is not None and not norms.empty:
@@ -458,6 +461,19 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
                 f"{worst['eps']:.3g}, output E[y²] ≈ ×{worst['undone_fraction']:.3g} of unit",
                 "the weights before them are drawn far too small (e.g. std 1e-4): use the architecture's own init "
                 "(std 0.02 for transformers) or kaiming", tuple(starved["name"]), float(worst["undone_fraction"])))
+    attention = result.attention
+    if attention is not None and not attention.empty:
+        first_calls = attention[attention["seed"] == attention["seed"].min()]
+        saturated = first_calls[first_calls["logit_std"] > ATTENTION_LOGIT_STD_ERROR]
+        if len(saturated):
+            worst = saturated.loc[saturated["logit_std"].idxmax()]
+            findings.append(Finding(
+                "attention-saturated", "error",
+                f"{len(saturated)} of {len(first_calls)} attention calls have logits spread beyond "
+                f"{ATTENTION_LOGIT_STD_ERROR:g} (up to {worst['logit_std']:.3g} at {worst['name']!r}): the softmax is "
+                "one-hot at init and passes almost no gradient to the queries and keys",
+                "the query and key projections are drawn far too large (e.g. std 1): use the architecture's own init "
+                "(std 0.02) or Var[w] = 1/fan_in", tuple(saturated["name"]), float(worst["logit_std"])))
     if gains["verdict"] == "non-finite":
         findings.insert(0, Finding(
             "non-finite", "error",

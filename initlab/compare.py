@@ -252,6 +252,16 @@ def build_norm_frame(records: list) -> pd.DataFrame:
     return frame
 
 
+def build_attention_frame(records: list) -> pd.DataFrame:
+    """Return one row per seed × attention call (``F.scaled_dot_product_attention``): its keys and
+    the spread of its logits, √E[(scale·q·k)²] ≈ scale·√(Σ_d E[q_d²]·E[k_d²])."""
+    frames = [pd.DataFrame({"seed": record.seed, "name": record.attention["name"], "keys": record.attention["keys"],
+                            "logit_std": np.sqrt(np.asarray(record.attention["logit_second_moment"], dtype=float))})
+              for record in records if record.attention and len(record.attention["name"])]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["seed", "name", "keys",
+                                                                                      "logit_std"])
+
+
 def build_dead_frame(records: list) -> pd.DataFrame:
     """Return one row per seed × ReLU call: its units (channels after a conv, features after a
     Linear) and the fraction that is zero on every example and position of the batch."""
@@ -502,35 +512,43 @@ def _worst_layer(per_layer: pd.DataFrame, direction: str, seeds: int) -> tuple[s
 
 def stream_summary(sums: pd.DataFrame) -> pd.DataFrame:
     """Return one row per residual stream (a chain of sums, skip to output): its sums K, forward
-    growth E[s_K²]/E[skip_1²], backward growth E[Δs_1²]/E[Δs_K²] (geometric means over seeds), and
-    verdicts.
+    growth E[s_K²]/E[skip_1²], the same from the first sum on, E[s_K²]/E[s_1²]
+    (``forward_growth_after_first``), backward growth E[Δs_1²]/E[Δs_K²] (geometric means over
+    seeds), and verdicts.
 
     A stream whose branches add what the stream holds grows exponentially (2^K for an
-    unnormalized He ResNet); a normalized branch adds a fixed amount, so the stream grows
-    linearly (K+1). Growth more than ``HEALTHY_DECADES`` above K+1 is ``exploding``.
+    unnormalized He ResNet); a normalized branch adds a fixed amount b, so the stream grows
+    linearly: s_K = s_0 + K·b ≤ K·s_1 whatever the first skip s_0 holds. The first sum's own
+    jump, s_1/s_0 = 1 + b/s_0, is the branch's size against the stream's start (an embedding
+    at std 0.02 under a wide model's branches), not growth, and is not judged. So the verdicts
+    judge the K − 1 sums after the first: growth more than ``HEALTHY_DECADES`` above K (forward
+    from s_1, backward from Δs_K to Δs_1) is ``exploding``; a stream of one sum is not judged.
     """
+    columns = ["stream", "sums", "first", "last", "forward_growth", "forward_growth_after_first", "backward_growth",
+               "verdict_forward", "verdict_backward"]
     if sums is None or sums.empty:
-        return pd.DataFrame(columns=["stream", "sums", "first", "last", "forward_growth", "backward_growth",
-                                     "verdict_forward", "verdict_backward"])
+        return pd.DataFrame(columns=columns)
     rows = []
     for stream, group in sums.groupby("stream", sort=True):
-        forward, backward = [], []
+        forward, after_first, backward = [], [], []
         for _, chain in group.groupby("seed"):
             chain = chain.sort_values("depth")
             forward.append(chain["stream_growth"].iloc[-1])
+            after_first.append(float(_ratio(chain["second_moment"].iloc[-1], chain["second_moment"].iloc[0])))
             backward.append(chain["grad_second_moment"].iloc[0] / chain["grad_second_moment"].iloc[-1])
         count = int(group["depth"].max())
         row = {"stream": stream, "sums": count, "first": group.sort_values("depth")["name"].iloc[0],
                "last": group.sort_values("depth")["name"].iloc[-1],
                "forward_growth": float(10.0 ** np.mean(_log10(forward))),
+               "forward_growth_after_first": float(10.0 ** np.mean(_log10(after_first))),
                "backward_growth": float(10.0 ** np.mean(_log10(backward)))}
-        limit = math.log10(count + 1) + HEALTHY_DECADES
-        for direction in ("forward", "backward"):
-            growth = math.log10(row[f"{direction}_growth"]) if row[f"{direction}_growth"] > 0 else -np.inf
+        limit = math.log10(count) + HEALTHY_DECADES
+        for direction, key in (("forward", "forward_growth_after_first"), ("backward", "backward_growth")):
+            growth = math.log10(row[key]) if row[key] > 0 else -np.inf
             row[f"verdict_{direction}"] = ("non-finite" if np.isnan(growth) else
-                                           "exploding" if growth > limit else "healthy")
+                                           "exploding" if count > 1 and growth > limit else "healthy")
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def network_summary(frame: pd.DataFrame, sums: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -580,9 +598,14 @@ def network_summary(frame: pd.DataFrame, sums: pd.DataFrame | None = None) -> di
             summary[f"stream_growth_{direction}"] = None
             summary[f"verdict_stream_{direction}"] = "healthy"
             continue
-        excess = np.log10(streams[f"{direction}_growth"].to_numpy()) - np.log10(streams["sums"].to_numpy() + 1.0)
+        judged = streams["forward_growth_after_first" if direction == "forward" else "backward_growth"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            excess = np.log10(judged) - np.log10(streams["sums"].to_numpy(dtype=float))
+        excess[streams["sums"].to_numpy() < 2] = -np.inf
         worst = streams.iloc[int(np.nanargmax(excess)) if np.isfinite(excess).any() else 0]
-        summary[f"stream_growth_{direction}"] = float(worst[f"{direction}_growth"])
+        # the judged growth: forward from the first sum's output on, backward over the stream
+        summary[f"stream_growth_{direction}"] = float(worst["forward_growth_after_first" if direction == "forward"
+                                                            else "backward_growth"])
         summary[f"stream_sums_{direction}"] = int(worst["sums"])
         summary[f"verdict_stream_{direction}"] = worst[f"verdict_{direction}"]
         if summary[f"verdict_{direction}"] == "healthy":

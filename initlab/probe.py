@@ -34,12 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from .compare import CLOSED_KINDS, RESET_KINDS, build_dead_frame, build_frame, build_norm_frame, build_sum_frame, layer_summary, network_summary, to_json_dict
+from .compare import CLOSED_KINDS, RESET_KINDS, build_attention_frame, build_dead_frame, build_frame, build_norm_frame, build_sum_frame, layer_summary, network_summary, to_json_dict
 from . import dataflow
 from .coverage import EMBEDDING_OPS, WEIGHT_OPS, Coverage, WeightCall, call_geometry, coverage, layer_name, weight_call
 from .layers import LayerGeometry, geometry, is_covered
 from .stacking import StackingError, repeat_input, stack_models
-from .schemes import DIRECTION_STREAM, Scheme, adjacent_slopes, apply_init, network_slope, parse_scheme, stream_seed
+from .schemes import DIRECTION_STREAM, Scheme, adjacent_factors, apply_init, network_factor, parse_scheme, stream_seed
 
 DIRECTION = "gradients: backward of <output, g> for a random Gaussian direction g ~ N(0, 1) at the network output"
 
@@ -545,6 +545,23 @@ def _module_eps(module: nn.Module) -> float | None:
     return None
 
 
+_SDPA = getattr(F, "scaled_dot_product_attention", None)
+
+
+@dataclass
+class _Attention:
+    """One attention call: the second moment of its logits q·k·scale, from per-dimension moments."""
+
+    name: str
+    keys: int
+    logit_second_moment: Any  # a recipe
+
+
+def _logit_second_moment(query_moments: np.ndarray, key_moments: np.ndarray, scale_squared: float) -> np.ndarray:
+    """E[(scale·q·k)²] ≈ scale²·Σ_d E[q_d²]·E[k_d²] for query and key drawn independently (per seed)."""
+    return scale_squared * (_per_seed(query_moments) * _per_seed(key_moments)).sum(axis=1)
+
+
 class _Tracker(TorchFunctionMode):
     """Follows tensors through torch functions during the probed forward (see ``_Recorder.on_op``)."""
 
@@ -568,6 +585,8 @@ class _Tracker(TorchFunctionMode):
                 recorder.embedded.add(table)
         elif func is F.multi_head_attention_forward:
             return self._descend(func, args, kwargs)
+        elif func is _SDPA and recorder.groups == 1:
+            recorder.on_attention(args, kwargs)
         kind = _OP_KINDS.get(func)
         if kind is None:
             return func(*args, **kwargs)
@@ -615,6 +634,7 @@ class _Recorder:
         self.layer_nodes: dict = {}  # autograd node of each covered call's output -> call index
         self.reset_nodes: set = set()  # nodes of residual sums and normalizations: where a layer's scale stops
         self.norms: list[_Norm] = []
+        self.attention: list[_Attention] = []
         self.grad_sources: list[torch.Tensor] = []  # layer inputs the backward must be asked for
         self.input_storages: set[int] = set()  # storages of the model's floating-point inputs
         self.norm_ops = 0  # normalization ops seen (a norm module that ran none is recorded at its exit)
@@ -664,6 +684,22 @@ class _Recorder:
             # a normalization written in Python (Hugging Face's RMSNorm, T5's LayerNorm): no norm op was seen
             with torch._C.DisableTorchFunction():
                 self._record_norm(args[0], output, _module_eps(module), _is_rms(module), getattr(module, "weight", None))
+
+    # -- attention -------------------------------------------------------------------------------
+
+    def on_attention(self, args: tuple, kwargs: dict) -> None:
+        """Record the logit scale of ``F.scaled_dot_product_attention``: a softmax of logits with a
+        spread of ≳ 10 is one-hot, and the gradient through it to the query and key vanishes."""
+        query, key = _argument(args, kwargs, 0, "query", None), _argument(args, kwargs, 1, "key", None)
+        if not (isinstance(query, torch.Tensor) and isinstance(key, torch.Tensor) and query.dim() >= 2
+                and query.shape[-1] == key.shape[-1] and query.is_floating_point()):
+            return
+        scale = _argument(args, kwargs, 6, "scale", None)
+        scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+        moments = [self.raw.add(_float_data(t).reshape(-1, t.shape[-1]).square().mean(dim=0)) for t in (query, key)]
+        where = self._where()
+        self.attention.append(_Attention(self._numbered(("attention", where), where), int(key.shape[-2]),
+                                         _Derived(_logit_second_moment, (*moments, scale * scale))))
 
     # -- normalizations ------------------------------------------------------------------------
 
@@ -987,6 +1023,7 @@ class PassRecord:
     ends_in: list[str] = field(default_factory=list)  # per call: "norm" (its scale is normalized away), "branch", ""
     norms: dict[str, np.ndarray] = field(default_factory=dict)  # per train-mode normalization: name, eps, variance
     coverage: Coverage | None = None
+    attention: dict[str, np.ndarray] = field(default_factory=dict)  # per attention call: name, keys, E[logit²]
 
 
 ModelInput = Any  # a tensor, a tuple/list of tensors (positional) or a dict of tensors (keywords)
@@ -1066,7 +1103,9 @@ def _run_pass(model: nn.Module, example_input: ModelInput, seed: int, stacked_se
         del grads, sources
         layout = _layout(calls, recorder.sums, recorder.dead, in_degree)
         layout.scalars, layout.maps = _stack(calls, recorder.sums, recorder.dead, recorder.norms, weight_grads,
-                                             recorder.raw, groups)
+                                             recorder.raw, groups, recorder.attention)
+        layout.attention_names = [a.name for a in recorder.attention]
+        layout.attention_keys = [a.keys for a in recorder.attention]
         layout.size = recorder.raw.size
         layout.norm_names = [n.name for n in recorder.norms]
         layout.norm_eps = [n.eps for n in recorder.norms]
@@ -1110,7 +1149,7 @@ _SUM_STATS = ("skip_second_moment", "branch_second_moment", "second_moment", "gr
 
 
 def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], norms: list[_Norm], weight_grads: dict,
-           store: _RawStore, groups: int = 1) -> tuple[list, list]:
+           store: _RawStore, groups: int = 1, attention: list[_Attention] = ()) -> tuple[list, list]:
     """Take the parameter statistics and return the recipes of one pass: (scalars, maps).
 
     The scalars, in order: per call the ``_STAT_NAMES`` and the forward and backward closed-form
@@ -1139,6 +1178,7 @@ def _stack(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], norms: list[
         maps += [call.input_map, call.grad_output_map if call.grad_output_map is not None else nan]
     scalars += [record.stats.get(name, nan) for record in sums for name in _SUM_STATS] + [d.fraction for d in dead]
     scalars += [norm.variance for norm in norms] + [norm.weight_second_moment for norm in norms]
+    scalars += [record.logit_second_moment for record in attention]
     return scalars, maps
 
 
@@ -1163,6 +1203,8 @@ class _PassLayout:
     sum_branch_layers: list[tuple] = field(default_factory=list)
     norm_names: list[str] = field(default_factory=list)
     norm_eps: list[float] = field(default_factory=list)
+    attention_names: list[str] = field(default_factory=list)
+    attention_keys: list[int] = field(default_factory=list)
     coverage: Coverage | None = None
     scalars: list = field(default_factory=list)  # recipes (``_evaluate``), in ``_stack``'s order
     maps: list = field(default_factory=list)
@@ -1229,6 +1271,8 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
     offset += len(layout.dead_names)
     norm_variances = scalars[offset:offset + len(layout.norm_names)]
     norm_weights = scalars[offset + len(layout.norm_names):offset + 2 * len(layout.norm_names)]
+    offset += 2 * len(layout.norm_names)
+    logit_moments = scalars[offset:offset + len(layout.attention_names)]
     records = []
     for row, seed in enumerate(seeds):
         forward = [float(f) for f in prefix_factors[:, row]]
@@ -1248,7 +1292,9 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
             layout.module_types, layout.nominal_weight_variance, layout.nominal_bias_second_moment,
             layout.ends_in, {"name": np.array(layout.norm_names, dtype=object), "eps": np.array(layout.norm_eps),
                              "variance": norm_variances[:, row].copy(), "weight_second_moment":
-                                 norm_weights[:, row].copy()}, layout.coverage))
+                                 norm_weights[:, row].copy()}, layout.coverage,
+            {"name": np.array(layout.attention_names, dtype=object), "keys": np.array(layout.attention_keys, dtype=int),
+             "logit_second_moment": logit_moments[:, row].copy()}))
     return records
 
 
@@ -1257,11 +1303,12 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
 
 def _nominal(record: _PassLayout, modules: list[nn.Module], model: nn.Module, scheme: Scheme) -> None:
     """Fill the scheme's nominal Var[w] and E[b²] for every call, slopes as ``apply_init`` chose them."""
-    slopes = adjacent_slopes(model)
+    factors = adjacent_factors(model)
     nan = float("nan")  # a weight op outside a Conv/Linear module: apply_init does not draw it
     record.nominal_weight_variance = np.array([
-        scheme.weight_variance(tuple(m.weight.shape), g.fan_in, g.fan_out, network_slope(scheme, *slopes[m]))
-        if m is not None else nan for m, g in zip(modules, record.geometries)])
+        scheme.weight_variance(tuple(m.weight.shape), g.fan_in, g.fan_out,
+                               network_factor=network_factor(scheme, *factors[m]))
+        if m is not None and m in factors else nan for m, g in zip(modules, record.geometries)])
     record.nominal_bias_second_moment = np.array([
         scheme.bias_variance(g.fan_in, m.bias is not None) if m is not None else nan
         for m, g in zip(modules, record.geometries)])
@@ -1413,7 +1460,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
             "batch_size": int(first.shape[0]) if first.dim() else 1, "input_shape": list(first.shape[1:]), "device": str(device_used), "direction": DIRECTION}
     info.update(config or {})
     return ProbeResult(build_frame(records), info, build_sum_frame(records), build_dead_frame(records),
-                       build_norm_frame(records), records[0].coverage)
+                       build_norm_frame(records), records[0].coverage, build_attention_frame(records))
 
 
 @dataclass(frozen=True)
@@ -1426,6 +1473,7 @@ class ProbeResult:
     dead_units: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × ReLU call
     norms: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × train-mode normalization
     coverage: Coverage | None = None  # which weight parameters the probe covered
+    attention: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × attention call
 
     def to_frame(self) -> pd.DataFrame:
         """Return the tidy per-seed × per-layer frame of measurements and predictions."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .activations import is_rectifier, variance_factor
+from .activations import activation_factor, is_rectifier, variance_factor
 from .layers import fans, is_covered
 
 
@@ -29,24 +30,32 @@ from .layers import fans, is_covered
 
 
 def kaiming_(weight: torch.Tensor, *, fan_in: int, fan_out: int, slope: float = 0.0, mode: str = "fan_in",
-             dist: str = "normal", generator: torch.Generator | None = None) -> torch.Tensor:
+             dist: str = "normal", generator: torch.Generator | None = None, factor: float | None = None) -> torch.Tensor:
     """Fill ``weight`` with He et al. 2015's init: Var[w] = 2 / ((1+a²)·n).
 
     n = fan_in (``mode="fan_in"``, forward condition, paper eq. 10) or n̂ = fan_out
     (``mode="fan_out"``, backward condition, eq. 14); a is the rectifier's slope (PReLU form,
     ½(1+a²)·n·Var[w] = 1). ``dist="normal"``: N(0, Var); ``"uniform"``: U(−√(3·Var), √(3·Var)).
     Same draws as ``torch.nn.init.kaiming_normal_/kaiming_uniform_(w, a, mode,
-    nonlinearity="leaky_relu")`` for groups = 1.
+    nonlinearity="leaky_relu")`` for groups = 1. ``factor``: the activation's second-moment factor
+    c = E[f(y)²]/E[y²] in place of ½(1+a²) (``kaiming_variance``).
     """
-    return _fill(weight, kaiming_variance(fan_in=fan_in, fan_out=fan_out, slope=slope, mode=mode), dist, generator)
+    return _fill(weight, kaiming_variance(fan_in=fan_in, fan_out=fan_out, slope=slope, mode=mode, factor=factor),
+                 dist, generator)
 
 
-def kaiming_variance(*, fan_in: int, fan_out: int, slope: float = 0.0, mode: str = "fan_in") -> float:
-    """Return 2 / ((1+a²)·n), n = fan_in or fan_out by ``mode`` (paper eqs. 10 and 14)."""
+def kaiming_variance(*, fan_in: int, fan_out: int, slope: float = 0.0, mode: str = "fan_in",
+                     factor: float | None = None) -> float:
+    """Return 2 / ((1+a²)·n), n = fan_in or fan_out by ``mode`` (paper eqs. 10 and 14).
+
+    He's condition c·n·Var[w] = 1 for any activation: c = ½(1+a²) for a rectifier of slope a,
+    c = E[f(y)²]/E[y²] at y ~ N(0, 1) for a smooth one (``activations.activation_factor``:
+    GELU 0.425, SiLU 0.356, tanh 0.394), given as ``factor``; Var[w] = 1/(c·n)."""
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"kaiming mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan = fan_in if mode == "fan_in" else fan_out
-    return 2.0 / ((1.0 + slope * slope) * fan)
+    c = 0.5 * (1.0 + slope * slope) if factor is None else factor
+    return 1.0 / (c * fan)
 
 
 def xavier_(weight: torch.Tensor, *, fan_in: int, fan_out: int, gain: float = 1.0, dist: str = "normal",
@@ -74,21 +83,24 @@ def normal_(weight: torch.Tensor, *, std: float, generator: torch.Generator | No
         return weight.normal_(0.0, std, generator=generator)
 
 
-def orthogonal_(weight: torch.Tensor, *, slope: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def orthogonal_(weight: torch.Tensor, *, slope: float = 0.0, generator: torch.Generator | None = None,
+                factor: float | None = None) -> torch.Tensor:
     """Fill ``weight`` with a random orthogonal matrix scaled by the He gain √(2/(1+a²)).
 
     The weight is viewed as rows = out_channels × cols = n. Rows (or columns, if rows > cols)
     are orthonormal, so E[w²] = gain² / max(rows, cols): for rows ≤ cols this is exactly He's
     Var[w] = 2/((1+a²)·n). Draws as ``torch.nn.init.orthogonal_(w, gain)``.
     """
-    return nn.init.orthogonal_(weight, gain=math.sqrt(2.0 / (1.0 + slope * slope)), generator=generator)
+    c = 0.5 * (1.0 + slope * slope) if factor is None else factor
+    return nn.init.orthogonal_(weight, gain=math.sqrt(1.0 / c), generator=generator)
 
 
-def orthogonal_variance(shape: torch.Size | tuple[int, ...], slope: float = 0.0) -> float:
-    """Return E[w²] = (2/(1+a²)) / max(rows, cols) of a He-scaled orthogonal weight."""
+def orthogonal_variance(shape: torch.Size | tuple[int, ...], slope: float = 0.0, factor: float | None = None) -> float:
+    """Return E[w²] = (2/(1+a²)) / max(rows, cols) of a He-scaled orthogonal weight (1/c for a factor c)."""
     rows = shape[0]
     cols = math.prod(shape) // rows
-    return 2.0 / (1.0 + slope * slope) / max(rows, cols)
+    c = 0.5 * (1.0 + slope * slope) if factor is None else factor
+    return 1.0 / c / max(rows, cols)
 
 
 def torch_default_variance(fan_in: int) -> float:
@@ -158,11 +170,22 @@ class Scheme:
         a = dict(self.options).get("a", "auto")
         return network_slope if a == "auto" else float(a)
 
-    def weight_variance(self, shape: tuple[int, ...], fan_in: int, fan_out: int, network_slope: float) -> float:
-        """Return the scheme's nominal Var[w] for a layer with these fans and adjacent slope."""
+    def factor(self, network_slope: float, network_factor: float | None = None) -> float:
+        """Return the activation factor c the scheme balances: ½(1+a²) for its ``a=`` option, else the
+        network's activation factor (``network_factor``), else ½(1+a²) of the network's slope."""
+        if dict(self.options).get("a", "auto") != "auto" or network_factor is None:
+            a = self.slope(network_slope)
+            return 0.5 * (1.0 + a * a)
+        return network_factor
+
+    def weight_variance(self, shape: tuple[int, ...], fan_in: int, fan_out: int, network_slope: float = 0.0, *,
+                        network_factor: float | None = None) -> float:
+        """Return the scheme's nominal Var[w] for a layer with these fans and adjacent slope (or
+        activation factor)."""
         opts = dict(self.options)
         if self.name == "kaiming":
-            return kaiming_variance(fan_in=fan_in, fan_out=fan_out, slope=self.slope(network_slope), mode=opts["mode"])
+            return kaiming_variance(fan_in=fan_in, fan_out=fan_out, mode=opts["mode"],
+                                    factor=self.factor(network_slope, network_factor))
         if self.name == "xavier":
             return float(opts["gain"]) ** 2 * 2.0 / (fan_in + fan_out)
         if self.name == "xavier-fanin":
@@ -172,14 +195,15 @@ class Scheme:
         if self.name == "normal":
             return float(opts["std"]) ** 2
         if self.name == "orthogonal":
-            return orthogonal_variance(tuple(shape), self.slope(network_slope))
+            return orthogonal_variance(tuple(shape), factor=self.factor(network_slope, network_factor))
         raise AssertionError(self.name)
 
     def bias_variance(self, fan_in: int, has_bias: bool) -> float:
         """Return the nominal Var[b]: 1/(3·fan_in) for torch-default, 0 for every other scheme."""
         return torch_default_variance(fan_in) if (self.name == "torch-default" and has_bias) else 0.0
 
-    def init_layer_(self, layer: nn.Module, network_slope: float, generator: torch.Generator | None) -> None:
+    def init_layer_(self, layer: nn.Module, network_slope: float, generator: torch.Generator | None, *,
+                    network_factor: float | None = None) -> None:
         """Initialize one Conv/Linear layer in place (weights by the scheme, bias zeroed).
 
         With a (CPU) generator and a weight that is not float32 on the CPU, the draw is made in a
@@ -191,22 +215,22 @@ class Scheme:
         weight = layer.weight
         if generator is not None and (weight.device.type != "cpu" or weight.dtype != torch.float32):
             staging = torch.empty(weight.shape, dtype=torch.float32)
-            self._draw(staging, layer, network_slope, generator)
+            self._draw(staging, layer, network_slope, generator, network_factor)
             with torch.no_grad():
                 weight.copy_(staging)
         else:
-            self._draw(weight, layer, network_slope, generator)
+            self._draw(weight, layer, network_slope, generator, network_factor)
         if layer.bias is not None:
             with torch.no_grad():
                 layer.bias.zero_()
 
     def _draw(self, weight: torch.Tensor, layer: nn.Module, network_slope: float,
-              generator: torch.Generator | None) -> None:
+              generator: torch.Generator | None, network_factor: float | None = None) -> None:
         fan_in, fan_out = fans(layer)
         opts = dict(self.options)
         if self.name == "kaiming":
-            kaiming_(weight, fan_in=fan_in, fan_out=fan_out, slope=self.slope(network_slope), mode=opts["mode"],
-                     dist=opts["dist"], generator=generator)
+            kaiming_(weight, fan_in=fan_in, fan_out=fan_out, mode=opts["mode"], dist=opts["dist"], generator=generator,
+                     factor=self.factor(network_slope, network_factor))
         elif self.name == "xavier":
             xavier_(weight, fan_in=fan_in, fan_out=fan_out, gain=float(opts["gain"]), dist=opts["dist"],
                     generator=generator)
@@ -215,7 +239,7 @@ class Scheme:
         elif self.name == "normal":
             normal_(weight, std=float(opts["std"]), generator=generator)
         elif self.name == "orthogonal":
-            orthogonal_(weight, slope=self.slope(network_slope), generator=generator)
+            orthogonal_(weight, generator=generator, factor=self.factor(network_slope, network_factor))
 
 
 def scheme_names() -> list[str]:
@@ -311,6 +335,44 @@ def adjacent_slopes(model: nn.Module) -> dict[nn.Module, tuple[float | None, flo
     return found
 
 
+def adjacent_factors(model: nn.Module) -> dict[nn.Module, tuple[float | None, float | None, bool]]:
+    """Return, for each Conv/Linear layer, the second-moment factors c = E[f(y)²]/E[y²] of the
+    activations next to it (feeding, following), in module registration order as
+    ``adjacent_slopes``: ½(1+a²) for a rectifier, the Gauss–Hermite value at y ~ N(0, 1) for a
+    smooth activation module (GELU, SiLU, tanh, Hugging Face's activation modules); None where
+    there is none. The third entry says whether the following activation is a rectifier."""
+    sequence = [m for m in model.modules() if is_covered(m) or is_rectifier(m) or activation_factor(m) is not None]
+    rectifier_factors = {m: 0.5 * (1.0 + a * a) for m, a in _slopes([m for m in sequence if is_rectifier(m)]).items()}
+
+    def factor(module: nn.Module | None) -> float | None:
+        if module is None or is_covered(module):
+            return None
+        return rectifier_factors[module] if is_rectifier(module) else activation_factor(module)
+
+    def after(position: int) -> nn.Module | None:
+        return sequence[position + 1] if position + 1 < len(sequence) else None
+
+    return {module: (factor(sequence[position - 1] if position > 0 else None), factor(after(position)),
+                     after(position) is not None and is_rectifier(after(position)))
+            for position, module in enumerate(sequence) if is_covered(module)}
+
+
+def network_factor(scheme: Scheme, feeding: float | None, following: float | None,
+                   following_is_rectifier: bool = True) -> float:
+    """Return the activation factor c a kaiming/orthogonal layer balances, by the rule of
+    ``network_slope`` (the activation on the side of the scheme's mode, else the other); with no
+    activation next to the layer, ½ (He's ReLU).
+
+    A first layer (fan_in mode, nothing feeding it) in front of a smooth activation takes c = 1,
+    its raw input's: a rectifier is homogeneous, so borrowing its ½ only scales the whole chain,
+    but GELU's factor E[f(y)²]/E[y²] depends on E[y²], and the chain holds only at E[y²] = 1."""
+    mode = dict(scheme.options).get("mode", "fan_in")
+    if mode == "fan_in" and feeding is None and following is not None and not following_is_rectifier:
+        return 1.0
+    first, second = (feeding, following) if mode == "fan_in" else (following, feeding)
+    return first if first is not None else (second if second is not None else 0.5)
+
+
 def _slopes(rectifiers: list[nn.Module]) -> dict[nn.Module, float]:
     """Return each rectifier's effective slope √(2·factor − 1), all factors moved to the host at once."""
     if not rectifiers:
@@ -336,14 +398,21 @@ def network_slope(scheme: Scheme, feeding: float | None, following: float | None
 def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = None) -> nn.Module:
     """Initialize every Conv/Linear layer of ``model`` in place with ``scheme``; return ``model``.
 
+    Kaiming and orthogonal balance the activation next to each layer (``adjacent_factors``:
+    rectifiers and smooth activations such as GELU, in module registration order). Embedding
+    tables and layers tied to them are left alone; weight parameters outside Conv/Linear modules
+    are not drawn, and an ``UndrawnWeightsWarning`` names them.
+
     With ``seed``, draws come from a CPU generator seeded with ``stream_seed(seed, INIT_STREAM)``,
     so the same seed gives the same weights on every device and dtype, independent of anything
     drawn after ``torch.manual_seed(seed)``; ``torch-default`` reseeds the CPU RNG the same way
     inside a forked RNG state. Without ``seed`` the global RNG is used, as torch.nn.init does.
     """
     scheme = parse_scheme(scheme)
-    slopes = adjacent_slopes(model)
-    layers = [m for m in model.modules() if is_covered(m)]
+    tables = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    # a layer whose weight is an embedding table (a tied output projection) is the table: left alone
+    layers = [m for m in model.modules() if is_covered(m) and id(m.weight) not in tables]
+    _warn_undrawn(model, {id(m.weight) for m in layers}, tables)
     if scheme.name == "torch-default":
         # reset_parameters() draws from the global RNG of the weight's device; reset a CPU copy of
         # each layer instead, so a seed gives the same weights on every device.
@@ -362,6 +431,23 @@ def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = Non
                         target.copy_(source)
         return model
     generator = torch.Generator().manual_seed(stream_seed(seed, INIT_STREAM)) if seed is not None else None
+    factors = adjacent_factors(model)
     for layer in layers:
-        scheme.init_layer_(layer, network_slope(scheme, *slopes[layer]), generator)
+        scheme.init_layer_(layer, 0.0, generator, network_factor=network_factor(scheme, *factors[layer]))
     return model
+
+
+class UndrawnWeightsWarning(UserWarning):
+    """``apply_init`` left weight parameters alone that the model multiplies by (not Conv/Linear modules)."""
+
+
+def _warn_undrawn(model: nn.Module, drawn: set[int], tables: set[int]) -> None:
+    """Say which ≥ 2-D parameters a scheme does not draw: weights outside Conv/Linear modules (Hugging
+    Face's ``Conv1D``, raw parameters), rather than leave the model half re-initialized in silence."""
+    undrawn = [name for name, p in model.named_parameters() if p.dim() >= 2 and id(p) not in drawn
+               and id(p) not in tables and p.shape[0] != 1]
+    if undrawn:
+        shown = ", ".join(undrawn[:5]) + (f", … {len(undrawn) - 5} more" if len(undrawn) > 5 else "")
+        warnings.warn(f"apply_init draws Conv/Linear modules only: {len(undrawn)} weight parameter(s) are left as "
+                      f"they are ({shown}); embedding tables and tied weights are left alone too",
+                      UndrawnWeightsWarning, stacklevel=3)

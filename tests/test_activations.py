@@ -64,3 +64,15 @@ def test_prelu_forward_is_the_papers_formula():
     expected = torch.clamp(y, min=0) + 0.3 * torch.clamp(y, max=0)
     torch.testing.assert_close(prelu(y), expected)
     torch.testing.assert_close(F.leaky_relu(y, 0.3), expected)
+
+
+def test_smooth_activation_factors_equal_monte_carlo():
+    from torch import nn as tnn
+
+    from initlab.activations import activation_factor
+    z = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for module in (tnn.GELU(), tnn.GELU(approximate="tanh"), tnn.SiLU(), tnn.Tanh(), tnn.ELU()):
+        values = module(z).square()
+        standard_error = (values.std() / len(z) ** 0.5).item()
+        assert abs(activation_factor(module) - values.mean().item()) < 4 * standard_error, module
+    assert activation_factor(tnn.ReLU()) is None and activation_factor(tnn.Linear(2, 2)) is None

@@ -153,9 +153,11 @@ def test_unnormalized_deep_residual_stream_explodes_and_is_named():
     assert "forward" in forward.message and "backward" in backward.message
     finding = forward
     assert finding.severity == "error" and not report.healthy
-    growth = report.streams["forward_growth"].max()
-    assert growth > 10 ** (math.log10(9) + 1)  # beyond linear growth (K+1 = 9) by more than a decade
-    assert finding.factor == pytest.approx(growth ** (1 / 8))
+    growth = report.streams["forward_growth_after_first"].max()  # E[s_8²]/E[s_1²]: 7 sums after the first
+    assert growth > 10 ** (math.log10(8) + 1)  # beyond linear growth (at most K = 8) by more than a decade
+    assert finding.factor == pytest.approx(growth ** (1 / 7))
+    sums = report.result.sums  # plain arithmetic on the recorded sums: the last over the first sum's output
+    assert growth == pytest.approx(sums["second_moment"].iloc[-1] / sums["second_moment"].iloc[0])
     # per sum: x = relu(s) feeds a He branch worth 2·E[x²], so s grows ×3·E[x²]/E[s²], between 1.5 and 3
     assert 1.5 < finding.factor < 3.0
     normalized = initlab.check(initlab.apply_init(ResNet((8,), width=16, norm=True), "kaiming", seed=0),

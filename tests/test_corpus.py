@@ -62,13 +62,41 @@ def test_measured_second_moments_equal_a_plain_pytorch_measurement(name):
                                    err_msg=layer)
 
 
-def test_transformers_with_unit_gaussian_weights_have_an_exploding_stream():
+def test_transformers_with_unit_gaussian_weights_have_an_exploding_stream_and_saturated_attention():
     for name in ("gpt2", "llama", "vit"):
         model, example = corpus.build(name)
         corpus.redraw_weights(model, 1.0)
         report = initlab.check(model, example)
         assert not report.healthy, name
-        assert "residual-stream-growth" in _kinds(report), (name, report.text())
+        assert {"residual-stream-growth", "attention-saturated"} <= _kinds(report), (name, report.text())
+        assert report.result.coverage.uncovered == ()
+
+
+def test_a_small_stream_start_under_large_branches_is_a_jump_not_growth():
+    class Block(nn.Module):  # pre-norm: the branch's size does not depend on the stream's
+        def __init__(self):
+            super().__init__()
+            self.norm, self.fc1, self.fc2 = nn.LayerNorm(128), nn.Linear(128, 128), nn.Linear(128, 128)
+
+        def forward(self, x):
+            return x + self.fc2(torch.relu(self.fc1(self.norm(x))))
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Embedding(1000, 128), *[Block() for _ in range(8)], nn.LayerNorm(128), nn.Linear(128, 10))
+    initlab.apply_init(model, "kaiming", seed=0)
+    nn.init.normal_(model[0].weight, std=0.02)  # an embedding at std 0.02, branches at He scale
+    ids = torch.randint(0, 1000, (8, 16), generator=torch.Generator().manual_seed(0))
+    report = initlab.check(model, ids)
+    assert report.healthy, report.text()
+    stream = report.streams.iloc[0]
+    assert stream["forward_growth"] > 1000  # the first sum jumps from the embedding's 4e-4 to the branch's O(1)
+    with torch.no_grad():  # plain torch: after the first sum the stream grows linearly, at most ×K
+        h = [model[1](model[0](ids))]
+        for block in model[2:9]:
+            h.append(block(h[-1]))
+    plain = (h[-1].double().square().mean() / h[0].double().square().mean()).item()
+    assert plain < 8
+    np.testing.assert_allclose(stream["forward_growth_after_first"], plain, rtol=1e-4)
 
 
 def test_weights_at_std_1e_minus_4_starve_the_layer_norms():
@@ -265,3 +293,40 @@ def test_token_models_check_and_probe_from_the_shell(tmp_path, capsys):
     document = json.loads(capsys.readouterr().out)
     assert document["config"]["input_shape"] == [16] and len(document["layers"]) == 9
     assert main(["probe", "--model", f"{path}:build", "--input-shape", "16", "--seeds", "1"]) == 0
+
+
+def _bert_attention_plain(model, example):
+    """Plain PyTorch: the logits q·kᵀ/√d of every self-attention, from hooks on the query and key Linears."""
+    captured, handles = {}, []
+    for index, layer in enumerate(model.encoder.layer):
+        attention = layer.attention.self
+        for part in ("query", "key"):
+            handles.append(getattr(attention, part).register_forward_hook(
+                lambda m, a, o, key=(index, part): captured.__setitem__(key, o.detach().double()) and None))
+    with torch.no_grad():
+        model(**example)
+    for handle in handles:
+        handle.remove()
+    heads = model.config.num_attention_heads
+    logits = []
+    for index in range(len(model.encoder.layer)):
+        q, k = (captured[(index, part)] for part in ("query", "key"))
+        q, k = (t.view(*t.shape[:2], heads, -1).transpose(1, 2) for t in (q, k))
+        logits.append(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5)
+    return logits
+
+
+def test_unit_gaussian_weights_saturate_attention_and_plain_torch_agrees():
+    model, example = corpus.build("bert")
+    healthy = initlab.check(model, example)
+    assert "attention-saturated" not in _kinds(healthy)
+    corpus.redraw_weights(model, 1.0)
+    report = initlab.check(model, example)
+    assert "attention-saturated" in _kinds(report) and not report.healthy, report.text()
+    model.train()
+    plain = _bert_attention_plain(model, example)
+    measured = report.result.attention["logit_std"].to_numpy()
+    actual = np.array([logits.std().item() for logits in plain])
+    np.testing.assert_allclose(measured, actual, rtol=0.5)  # independent-q,k estimate: within a factor 1.5
+    top = np.mean([logits.softmax(-1).amax(-1).mean().item() for logits in plain])
+    assert top > 0.9  # plain torch: each query puts > 90 % of its weight on one key

@@ -11,6 +11,7 @@ from torch import nn
 import initlab
 from initlab import schemes
 from initlab.layers import fans
+from initlab.schemes import apply_init
 
 
 def _gen(seed=0):
@@ -154,3 +155,44 @@ def test_same_seed_same_weights_across_dtypes(spec):
     initlab.apply_init(double, spec, seed=1)
     for a, b in zip(single.parameters(), double.parameters()):
         torch.testing.assert_close(a.double(), b, rtol=0, atol=0)
+
+
+def test_kaiming_balances_the_gelu_actually_there_and_the_signal_holds_over_depth():
+    from initlab.activations import activation_factor
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(20):
+        layers += [nn.Linear(512, 512), nn.GELU()]
+    model = nn.Sequential(*layers[:-1])
+    apply_init(model, "kaiming", seed=0)
+    gelu = activation_factor(nn.GELU())
+    assert gelu == pytest.approx(0.425, abs=1e-3)
+    sampled = model[2].weight.detach().square().mean().item()
+    assert sampled == pytest.approx(1.0 / (gelu * 512), rel=0.02)  # He's c·n·Var[w] = 1 with c of GELU, not ½
+    x = torch.randn(256, 512, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # plain torch: E[y²] of the last layer over the first's
+        first = model[0](x)
+        last = model(x)
+    ratio = (last.square().mean() / first.square().mean()).item()
+    assert 0.5 < ratio < 2.0
+
+
+def test_apply_init_leaves_tied_weights_alone_and_names_what_it_does_not_draw():
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50, 16)
+            self.hidden = nn.Linear(16, 16)
+            self.raw = nn.Parameter(torch.randn(16, 16))
+            self.head = nn.Linear(16, 50, bias=False)
+            self.head.weight = self.embed.weight
+
+        def forward(self, ids):
+            return self.head(self.hidden(self.embed(ids)) @ self.raw)
+
+    model = Tied()
+    table, raw = model.embed.weight.detach().clone(), model.raw.detach().clone()
+    with pytest.warns(UserWarning, match=r"1 weight parameter\(s\) are left as they are \(raw\)"):
+        apply_init(model, "kaiming", seed=0)
+    assert torch.equal(model.embed.weight, table) and torch.equal(model.raw, raw)
+    assert model.hidden.weight.detach().square().mean().item() == pytest.approx(2 / 16, rel=0.35)
