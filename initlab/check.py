@@ -335,6 +335,57 @@ def _module_names(rows: pd.DataFrame) -> str:
     return "/".join(kinds)
 
 
+def _normalization_findings(result: ProbeResult, any_unhealthy: bool) -> list[Finding]:
+    """Train-mode normalizations that cannot undo a scale (input variance below eps) and affine
+    weights drawn small (0 < E[γ²] < NORM_WEIGHT_WARNING; a zero-init γ is a design)."""
+    found: list[Finding] = []
+    norms = result.norms
+    starved = ()
+    if norms is not None and not norms.empty:
+        first_norms = norms[norms["seed"] == norms["seed"].min()]
+        starved = first_norms[first_norms["undone_fraction"] < NORM_UNDONE_ERROR]
+        # random small affine weights (not a deliberate zero-init): each such norm scales its output by E[γ²]
+        shrunk = first_norms[(first_norms["weight_second_moment"] > 0)
+                             & (first_norms["weight_second_moment"] < NORM_WEIGHT_WARNING)]
+        if len(shrunk):
+            gamma = float(np.exp(np.log(shrunk["weight_second_moment"].to_numpy(dtype=float)).mean()))
+            found.append(Finding(
+                "normalization-weight", "error" if any_unhealthy or len(starved) else "warning",
+                f"{len(shrunk)} normalization layers have affine weights drawn small, E[γ²] ≈ {gamma:.3g}: each scales "
+                "its output by that factor, and where no residual stream carries the signal past them the factors "
+                "compound", "initialize normalization weights to 1 and biases to 0 (nn.init.ones_ / zeros_)",
+                tuple(shrunk["name"]), gamma))
+        if len(starved):
+            worst = starved.loc[starved["undone_fraction"].idxmin()]
+            found.append(Finding(
+                "normalization-starved", "error",
+                f"{len(starved)} normalization(s) get an input whose variance is below their eps, so they cannot "
+                f"undo its scale: at {worst['name']!r} Var = {worst['input_variance']:.3g} against eps "
+                f"{worst['eps']:.3g}, output E[y²] ≈ ×{worst['undone_fraction']:.3g} of unit",
+                "the weights before them are drawn far too small (e.g. std 1e-4): use the architecture's own init "
+                "(std 0.02 for transformers) or kaiming", tuple(starved["name"]), float(worst["undone_fraction"])))
+    return found
+
+
+def _attention_findings(result: ProbeResult) -> list[Finding]:
+    """Attention calls whose logits spread beyond ATTENTION_LOGIT_STD_ERROR: a one-hot softmax at init."""
+    found: list[Finding] = []
+    attention = result.attention
+    if attention is not None and not attention.empty:
+        first_calls = attention[attention["seed"] == attention["seed"].min()]
+        saturated = first_calls[first_calls["logit_std"] > ATTENTION_LOGIT_STD_ERROR]
+        if len(saturated):
+            worst = saturated.loc[saturated["logit_std"].idxmax()]
+            found.append(Finding(
+                "attention-saturated", "error",
+                f"{len(saturated)} of {len(first_calls)} attention calls have logits spread beyond "
+                f"{ATTENTION_LOGIT_STD_ERROR:g} (up to {worst['logit_std']:.3g} at {worst['name']!r}): the softmax is "
+                "one-hot at init and passes almost no gradient to the queries and keys",
+                "the query and key projections are drawn far too large (e.g. std 1): use the architecture's own init "
+                "(std 0.02) or Var[w] = 1/fan_in", tuple(saturated["name"]), float(worst["logit_std"])))
+    return found
+
+
 def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResult, gains: dict,
               streams: pd.DataFrame, direction: str, input_drawn: bool = False) -> list[Finding]:
     findings: list[Finding] = []
@@ -436,44 +487,7 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
                         "scale each branch's last layer down (zero-init its last BatchNorm weight, Fixup/SkipInit, "
                         "or GPT-2's 1/√(2L) on the output projections), or normalize the branches",
                         (stream["first"], stream["last"]), float(growth ** (1 / steps))))
-    norms = result.norms
-    starved = ()
-    if norms is not None and not norms.empty:
-        first_norms = norms[norms["seed"] == norms["seed"].min()]
-        starved = first_norms[first_norms["undone_fraction"] < NORM_UNDONE_ERROR]
-        # random small affine weights (not a deliberate zero-init): each such norm scales its output by E[γ²]
-        shrunk = first_norms[(first_norms["weight_second_moment"] > 0)
-                             & (first_norms["weight_second_moment"] < NORM_WEIGHT_WARNING)]
-        if len(shrunk):
-            gamma = float(np.exp(np.log(shrunk["weight_second_moment"].to_numpy(dtype=float)).mean()))
-            findings.append(Finding(
-                "normalization-weight", "error" if any_unhealthy or len(starved) else "warning",
-                f"{len(shrunk)} normalization layers have affine weights drawn small, E[γ²] ≈ {gamma:.3g}: each scales "
-                "its output by that factor, and where no residual stream carries the signal past them the factors "
-                "compound", "initialize normalization weights to 1 and biases to 0 (nn.init.ones_ / zeros_)",
-                tuple(shrunk["name"]), gamma))
-        if len(starved):
-            worst = starved.loc[starved["undone_fraction"].idxmin()]
-            findings.append(Finding(
-                "normalization-starved", "error",
-                f"{len(starved)} normalization(s) get an input whose variance is below their eps, so they cannot "
-                f"undo its scale: at {worst['name']!r} Var = {worst['input_variance']:.3g} against eps "
-                f"{worst['eps']:.3g}, output E[y²] ≈ ×{worst['undone_fraction']:.3g} of unit",
-                "the weights before them are drawn far too small (e.g. std 1e-4): use the architecture's own init "
-                "(std 0.02 for transformers) or kaiming", tuple(starved["name"]), float(worst["undone_fraction"])))
-    attention = result.attention
-    if attention is not None and not attention.empty:
-        first_calls = attention[attention["seed"] == attention["seed"].min()]
-        saturated = first_calls[first_calls["logit_std"] > ATTENTION_LOGIT_STD_ERROR]
-        if len(saturated):
-            worst = saturated.loc[saturated["logit_std"].idxmax()]
-            findings.append(Finding(
-                "attention-saturated", "error",
-                f"{len(saturated)} of {len(first_calls)} attention calls have logits spread beyond "
-                f"{ATTENTION_LOGIT_STD_ERROR:g} (up to {worst['logit_std']:.3g} at {worst['name']!r}): the softmax is "
-                "one-hot at init and passes almost no gradient to the queries and keys",
-                "the query and key projections are drawn far too large (e.g. std 1): use the architecture's own init "
-                "(std 0.02) or Var[w] = 1/fan_in", tuple(saturated["name"]), float(worst["logit_std"])))
+    findings += _normalization_findings(result, any_unhealthy) + _attention_findings(result)
     if gains["verdict"] == "non-finite":
         findings.insert(0, Finding(
             "non-finite", "error",

@@ -1078,7 +1078,9 @@ def _run_pass(model: nn.Module, example_input: ModelInput, seed: int, stacked_se
             try:
                 with _Tracker(recorder):
                     output = _call_model(model, inputs)
-            except RuntimeError as error:
+            except ProbeError:
+                raise
+            except Exception as error:  # the model's own forward failed: a wrong shape, an id out of range
                 raise ProbeError(_shape_message(error, recorder, inputs)) from error
         if not calls:
             raise ProbeError("the model has no Conv1d/2d/3d or Linear layer on its forward path: nothing to probe")
@@ -1128,7 +1130,7 @@ def _expected_input(module: nn.Module) -> str:
     return "of another shape"
 
 
-def _shape_message(error: RuntimeError, recorder: _Recorder, inputs: ModelInput) -> str:
+def _shape_message(error: Exception, recorder: _Recorder, inputs: ModelInput) -> str:
     """One line: which layer failed, the input shape it expects and the one it got."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     shapes = [tuple(t.shape) for t in _input_tensors(inputs)]

@@ -330,3 +330,27 @@ def test_unit_gaussian_weights_saturate_attention_and_plain_torch_agrees():
     np.testing.assert_allclose(measured, actual, rtol=0.5)  # independent-q,k estimate: within a factor 1.5
     top = np.mean([logits.softmax(-1).amax(-1).mean().item() for logits in plain])
     assert top > 0.9  # plain torch: each query puts > 90 % of its weight on one key
+
+
+def test_a_probe_leaves_a_hugging_face_model_exactly_as_found():
+    import torch.nn.functional as F
+    model, example = corpus.build("gpt2")
+    model.eval()
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    before = F.has_torch_function
+    initlab.check(model, example)
+    assert not model.training and all(not m.training for m in model.modules())
+    assert all(torch.equal(state[key], value) for key, value in model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), rng) and F.has_torch_function is before
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_position_beyond_the_model_is_a_one_line_error(tmp_path, capsys):
+    from initlab.cli import main
+    code, _ = _readme_text_model()
+    (tmp_path / "textnet.py").write_text(code)
+    assert main(["probe", "--model", f"{tmp_path / 'textnet.py'}:build", "--input-shape", "100", "--seeds", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: the model's forward failed on an input of shape (64, 100): index out of range in self"]

@@ -240,3 +240,20 @@ def test_train_with_a_user_model_that_does_not_fit_the_data_is_one_line(capsys, 
     code, _, err = run(capsys, "train", "--model", f"{path}:good", "--epochs", "1", "--quiet")  # digits are 1×8×8
     assert code == 2 and "RuntimeError" in err and "--debug" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_multihead_attention_is_covered_with_and_without_attention_weights():
+    torch.manual_seed(0)
+    for need_weights in (False, True):
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.attention = nn.MultiheadAttention(16, 2, batch_first=True)
+                self.head = nn.Linear(16, 4)
+
+            def forward(self, x):
+                return self.head(self.attention(x, x, x, need_weights=need_weights)[0])
+
+        result = initlab.probe(Net(), torch.randn(4, 6, 16))
+        assert set(result.coverage.covered) == {"attention.in_proj", "attention.out_proj", "head"}
+        assert np.isfinite(result.to_frame()[["var_y", "grad_var"]].to_numpy()).all()
