@@ -348,6 +348,15 @@ def _unit_dim(tensor: torch.Tensor, after_conv: bool) -> int:
     return 1 if after_conv and tensor.dim() >= 3 else tensor.dim() - 1
 
 
+def _gradient_view(x: torch.Tensor) -> torch.Tensor:
+    """A layer's input as the probe passes it on: a view, so that its gradient hook sees what this
+    layer hands back, not the sum over every consumer of the tensor (a residual skip adds its own
+    gradient there). An input that needs no gradient (a one-hot of token ids, features computed
+    under ``no_grad``) becomes a leaf that does, with the same values: else its gradient is never
+    computed. Nothing else in the graph changes."""
+    return x.view_as(x) if x.requires_grad else x.detach().requires_grad_(True)
+
+
 def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a is b or (a.numel() == b.numel() and a.dtype == b.dtype and a.device == b.device
                       and a.data_ptr() == b.data_ptr())
@@ -859,11 +868,9 @@ class _Recorder:
     def _on_layer_input(self, module: nn.Module, args: tuple) -> tuple | None:
         self.inside = module
         self.entered = (module, tuple(args[0].shape)) if args and isinstance(args[0], torch.Tensor) else None
-        if self.entered is not None and args[0].requires_grad:
-            # A view of the input: its gradient hook sees what this layer hands back, not the sum
-            # over every consumer of the tensor (a residual skip adds its own gradient there).
+        if self.entered is not None and args[0].is_floating_point():
             with torch._C.DisableTorchFunction():
-                return (args[0].view_as(args[0]), *args[1:])
+                return (_gradient_view(args[0]), *args[1:])
         return None
 
     def _on_layer(self, module: nn.Module, args: tuple, output: Any) -> None:
@@ -890,9 +897,8 @@ class _Recorder:
         x = args[call.input_position] if len(args) > call.input_position else None
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             return func(*args, **kwargs)
-        if x.requires_grad:  # a view of the input, as for a hooked layer (``_on_layer_input``)
-            x = x.view_as(x)
-            args[call.input_position] = x
+        x = _gradient_view(x)  # as for a hooked layer (``_on_layer_input``)
+        args[call.input_position] = x
         output = func(*args, **kwargs)
         if isinstance(output, torch.Tensor) and output.is_floating_point():
             name = self._numbered(call.weight, layer_name(self.parameter_names.get(call.weight, call.module_type)))

@@ -417,3 +417,29 @@ def test_the_readme_check_example_of_a_plain_conv_net_prints_what_it_shows(tmp_p
     shown = section.split("```\n$ initlab check nets.py:build_net", 1)[1].split("$ echo $?", 1)[0].splitlines()[1:]
     assert main(["check", f"{tmp_path / 'nets.py'}:build_net", "--input-shape", "3,32,32"]) == 1
     assert capsys.readouterr().out.splitlines() == shown
+
+
+def test_a_first_layer_fed_an_input_that_needs_no_gradient_is_measured_not_non_finite():
+    import torch.nn.functional as F
+
+    class OneHot(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = nn.Linear(10, 32), nn.Linear(32, 10)
+
+        def forward(self, ids):
+            return self.second(torch.relu(self.first(F.one_hot(ids, 10).float())))
+
+    torch.manual_seed(0)
+    model = initlab.apply_init(OneHot(), "kaiming", seed=0)
+    ids = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(0))
+    report = initlab.check(model, ids)
+    assert report.healthy, report.text()
+    # plain autograd: E[Δx²] at the first layer's input, for the probe's output direction
+    from initlab.schemes import DIRECTION_STREAM, stream_seed
+    x = F.one_hot(ids, 10).float().requires_grad_(True)
+    output = model.second(torch.relu(model.first(x)))
+    direction = torch.randn(output.shape, generator=torch.Generator().manual_seed(stream_seed(0, DIRECTION_STREAM)))
+    (grad,) = torch.autograd.grad(output, x, direction)
+    measured = report.result.to_frame().set_index("name").loc["first", "grad_var"]
+    np.testing.assert_allclose(measured, grad.double().square().mean().item(), rtol=1e-4)
