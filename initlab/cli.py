@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +28,7 @@ from .models import BUILTIN_MODELS, ModelRecipe, load_factory
 from .probe import probe, resolve_device
 from .report import plot_variance_vs_depth
 from .inputs import example_batch
-from .schemes import SCHEMES, apply_init, parse_scheme
+from .schemes import SCHEMES, UndrawnWeightsWarning, apply_init, parse_scheme
 from .train import VERDICT_RULES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -275,7 +276,11 @@ def check_command(
     if target is not None:
         network = network.to(target)
     if init is not None:
-        apply_init(network, init, seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UndrawnWeightsWarning)
+            apply_init(network, init, seed=0)
+        for warning in caught:  # one line, not Python's warning with its source line
+            typer.echo(f"warning: {warning.message}", err=True)
     if input_factory is not None:
         example = load_factory(input_factory)
     else:

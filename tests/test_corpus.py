@@ -293,6 +293,10 @@ def test_token_models_check_and_probe_from_the_shell(tmp_path, capsys):
     document = json.loads(capsys.readouterr().out)
     assert document["config"]["input_shape"] == [16] and len(document["layers"]) == 9
     assert main(["probe", "--model", f"{path}:build", "--input-shape", "16", "--seeds", "1"]) == 0
+    capsys.readouterr()
+    assert main(["check", f"{path}:build", "--input-shape", "16", "--init", "kaiming"]) == 0
+    err = capsys.readouterr().err.splitlines()  # Conv1D is not drawn, and the shell says so in one line
+    assert err[0].startswith("warning: apply_init draws Conv/Linear modules only: 8 weight parameter(s)")
 
 
 def _bert_attention_plain(model, example):
