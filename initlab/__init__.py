@@ -10,7 +10,8 @@ from .check import CheckReport, check
 from .models import mlp, paper_net, plain_net
 from .probe import ProbeResult, probe
 from .schemes import apply_init, parse_scheme
+from .traced_init import init_from_trace
 
-__all__ = ["CheckReport", "ProbeResult", "apply_init", "check", "mlp", "no_decay_param_groups", "paper_net", "parse_scheme", "plain_net",
+__all__ = ["CheckReport", "ProbeResult", "apply_init", "check", "init_from_trace", "mlp", "no_decay_param_groups", "paper_net", "parse_scheme", "plain_net",
            "probe", "theory"]
 __version__ = "0.1.0"

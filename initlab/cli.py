@@ -243,7 +243,8 @@ def check_command(
     mode: str = typer.Option("train", "--mode", help="Normalization layers in train (batch statistics), eval "
                              "(running statistics) or as-is mode."),
     init: Optional[str] = typer.Option(None, "--init", help="Re-initialize first with this scheme (e.g. kaiming) "
-                                       "to see whether a fix works; default: the model's own init."),
+                                       "to see whether a fix works, for the activations a traced pass finds next "
+                                       "to each layer; default: the model's own init."),
     device: str = typer.Option("auto", "--device", help="auto (cuda when present), cpu or cuda."),
     output_format: str = typer.Option("text", "--format", help="text or json."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write check.json, layers.csv and check.png here."),
@@ -275,16 +276,19 @@ def check_command(
         network = recipe.factory()()
     if target is not None:
         network = network.to(target)
-    if init is not None:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UndrawnWeightsWarning)
-            apply_init(network, init, seed=0)
-        for warning in caught:  # one line, not Python's warning with its source line
-            typer.echo(f"warning: {warning.message}", err=True)
     if input_factory is not None:
         example = load_factory(input_factory)
     else:
         example = example_batch(network, recipe.example_shape(), batch_size)
+    if init is not None:
+        # drawn for the activations a traced pass finds next to each layer, every weight op included;
+        # torch-default and orthogonal are drawn per module
+        traced = parse_scheme(init).name not in ("torch-default", "orthogonal")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UndrawnWeightsWarning)
+            apply_init(network, init, seed=0, example_input=example if traced else None)
+        for warning in caught:  # one line, not Python's warning with its source line
+            typer.echo(f"warning: {warning.message}", err=True)
     report = check(network, example, direction=direction, mode=mode, device=target,
                    input_drawn=input_factory is None)
     if output_format == "json":

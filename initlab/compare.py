@@ -158,6 +158,8 @@ def build_frame(records: list) -> pd.DataFrame:
             "input_second_moment": stats["input_second_moment"],
             "input_mean": stats["input_mean"],
             "rectifier_factor_in": stats["input_rectifier_factor"],
+            # the activations on the closed path in, at unit input: the c of He's c·n·Var[w] = 1
+            "activation_factor_in": stats["input_activation_factor"],
             "input_unit_mean_abs_max": stats["input_unit_mean_abs_max"],
             "input_count_per_unit": stats["input_count_per_unit"],
             "input_is_model_input": stats["input_is_model_input"] > 0,

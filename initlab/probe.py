@@ -39,6 +39,7 @@ from . import dataflow
 from .coverage import EMBEDDING_OPS, WEIGHT_OPS, Coverage, WeightCall, call_geometry, coverage, layer_name, weight_call
 from .layers import LayerGeometry, geometry, is_covered
 from .stacking import StackingError, repeat_input, stack_models
+from .activations import activation_factor
 from .schemes import DIRECTION_STREAM, Scheme, adjacent_factors, apply_init, network_factor, parse_scheme, stream_seed
 
 DIRECTION = "gradients: backward of <output, g> for a random Gaussian direction g ~ N(0, 1) at the network output"
@@ -378,19 +379,22 @@ class _Frontier:
     backward_factors: list = field(default_factory=list)
     kinds: list = field(default_factory=list)
     factor_kinds: list = field(default_factory=list)  # the kind of each entry of ``factors``
+    unit_factors: list = field(default_factory=list)  # each entry's factor at unit input, E[f(z)²] (init's c)
     nodes: list = field(default_factory=list)  # autograd nodes along the path, for fan-out checks
 
     def matches(self, tensor: Any) -> bool:
         return isinstance(tensor, torch.Tensor) and self.tensor is not None and \
             _same_memory(tensor, self.tensor) and tensor._version == self.version
 
-    def advance(self, output: torch.Tensor, kind: str, forward: Any = None, backward: Any = None) -> None:
+    def advance(self, output: torch.Tensor, kind: str, forward: Any = None, backward: Any = None,
+                unit: Any = None) -> None:
         self.tensor, self.version = output, output._version
         self.kinds.append(kind)
         if forward is not None:
             self.factors.append(forward)
             self.backward_factors.append(backward)
             self.factor_kinds.append(kind)
+            self.unit_factors.append(forward if unit is None else unit)
         self.nodes.append(output.grad_fn)
 
     @property
@@ -464,6 +468,28 @@ def _smooth_factors(func: Callable, args: tuple, kwargs: dict, q: torch.Tensor) 
     forward = (weights * values.detach().square()).sum(-1) / q.float()
     backward = (weights * slope.square()).sum(-1)
     return forward, backward
+
+
+_UNIT_FACTORS: dict[tuple, float] = {}
+
+
+def _unit_factor(func: Callable, args: tuple, kwargs: dict) -> float | None:
+    """E[f(z)²] for z ~ N(0, 1) of an elementwise activation (its extra arguments kept), on the host
+    in float64 by the same Gauss–Hermite rule, cached per function and arguments: the factor c of
+    He's condition c·n·Var[w] = 1 that an init balances (``init_from_trace``)."""
+    try:
+        key = (func, repr(args[1:]), repr(sorted(kwargs.items())))
+    except Exception:
+        return None
+    if key not in _UNIT_FACTORS:
+        nodes = torch.as_tensor(_HERMITE_NODES, dtype=torch.float64)
+        try:
+            with torch.no_grad(), torch._C.DisableTorchFunction():
+                values = func(nodes.clone(), *args[1:], **kwargs).double()
+        except Exception:
+            return None
+        _UNIT_FACTORS[key] = float((torch.as_tensor(_HERMITE_WEIGHTS) * values.square()).sum())
+    return _UNIT_FACTORS[key]
 
 
 def _argument(args: tuple, kwargs: dict, position: int, name: str, default: Any) -> Any:
@@ -648,6 +674,7 @@ class _Recorder:
         self.input_storages: set[int] = set()  # storages of the model's floating-point inputs
         self.norm_ops = 0  # normalization ops seen (a norm module that ran none is recorded at its exit)
         self.norm_ops_at: dict = {}
+        self.activation_at: dict = {}  # activation modules entered on the followed path
         self.seen: Counter = Counter()
         self.scratch = _Scratch()
         self.raw = _RawStore(groups)
@@ -683,10 +710,21 @@ class _Recorder:
         self.stack.append(module)
         if _is_norm_module(module):
             self.norm_ops_at[module] = self.norm_ops
+        elif self.frontier is not None and args and self.frontier.matches(args[0]) \
+                and activation_factor(module) is not None:
+            self.activation_at[module] = self.frontier  # an activation module written in Python (GPT-2's gelu_new)
 
     def _pop(self, module: nn.Module, args: tuple, output: Any) -> None:
         if self.stack and self.stack[-1] is module:
             self.stack.pop()
+        follower = self.activation_at.pop(module, None)
+        if follower is not None and follower is self.frontier and follower.matches(args[0]) \
+                and isinstance(output, torch.Tensor) and output.is_floating_point():
+            # no op inside it was followed (its own tanh and products are not): the module is the activation
+            with torch._C.DisableTorchFunction():
+                forward, backward = map(self.raw.add, _smooth_factors(
+                    lambda t: module.forward(t), (args[0],), {}, _device_second_moment(args[0], self.groups)))
+            follower.advance(output, "smooth", forward, backward, activation_factor(module))
         start = self.norm_ops_at.pop(module, None)
         if start is not None and start == self.norm_ops and args and isinstance(args[0], torch.Tensor) \
                 and isinstance(output, torch.Tensor) and args[0].is_floating_point():
@@ -762,7 +800,7 @@ class _Recorder:
                 return output
         followers = [f for f in (self.frontier,) if f is not None and f.matches(source)]
         stream_alias = self.stream is not None and kind in _STREAM_OPS and self._in_stream(source)
-        forward = backward = None
+        forward = backward = unit = None
         if followers:
             if kind in _RECTIFIER_OPS:
                 if kind == "prelu":  # the slopes go to the host with the statistics; the factor is taken there
@@ -776,6 +814,7 @@ class _Recorder:
             elif kind == "smooth":
                 forward, backward = map(self.raw.add, _smooth_factors(func, args, kwargs,
                                                                       _device_second_moment(source, self.groups)))
+                unit = _unit_factor(func, args, kwargs)
             elif kind == "dropout":
                 p = float(_argument(args, kwargs, 1, "p", 0.5))
                 training = bool(_argument(args, kwargs, 2, "training", True))
@@ -792,7 +831,7 @@ class _Recorder:
                 self.stream_aliases.append((output, output._version))
             for follower in followers:
                 link_kind = "rectifier" if kind in _RECTIFIER_OPS else kind
-                follower.advance(output, link_kind, forward, backward)
+                follower.advance(output, link_kind, forward, backward, unit)
         return output
 
     def _numbered(self, key: Any, name: str) -> str:
@@ -924,6 +963,10 @@ class _Recorder:
         rectifiers = [f for f, kind in zip(call.prefix_factors, link.factor_kinds if link is not None else [])
                       if kind == "rectifier"]
         call.stats["input_rectifier_factor"] = _Derived(_product, tuple(rectifiers)) if rectifiers else float("nan")
+        units = [u for u, kind in zip(link.unit_factors, link.factor_kinds) if kind in ("rectifier", "smooth")] \
+            if link is not None else []
+        call.stats["input_activation_factor"] = (float("nan") if not units or any(u is None for u in units)
+                                                 else _Derived(_product, tuple(units)))
         unit_means = _unit_means(self.raw, x, _unit_dim(x, channels_first), self.groups)
         call.stats["input_mean"] = _Derived(_mean_per_seed, (unit_means,))
         call.stats["input_unit_mean_abs_max"] = _Derived(_largest_abs, (unit_means,))
@@ -1151,7 +1194,7 @@ def _shape_message(error: Exception, recorder: _Recorder, inputs: ModelInput) ->
 
 
 _STAT_NAMES = list(_SCALARS) + ["input_rectifier_factor", "input_mean", "input_unit_mean_abs_max", "input_count_per_unit",
-                                "input_is_model_input", "weight_second_moment", "bias_second_moment",
+                                "input_is_model_input", "input_activation_factor", "weight_second_moment", "bias_second_moment",
                                 "weight_grad_variance"]
 _SUM_STATS = ("skip_second_moment", "branch_second_moment", "second_moment", "grad_second_moment")
 

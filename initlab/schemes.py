@@ -395,19 +395,25 @@ def network_slope(scheme: Scheme, feeding: float | None, following: float | None
     return first if first is not None else (second if second is not None else 0.0)
 
 
-def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = None) -> nn.Module:
+def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = None,
+               example_input: Any = None) -> nn.Module:
     """Initialize every Conv/Linear layer of ``model`` in place with ``scheme``; return ``model``.
 
     Kaiming and orthogonal balance the activation next to each layer (``adjacent_factors``:
     rectifiers and smooth activations such as GELU, in module registration order). Embedding
     tables and layers tied to them are left alone; weight parameters outside Conv/Linear modules
-    are not drawn, and an ``UndrawnWeightsWarning`` names them.
+    are not drawn, and an ``UndrawnWeightsWarning`` names them. With ``example_input`` the model
+    is probed first and every layer the probe covers is drawn for the activations the trace
+    found next to it (``traced_init.init_from_trace``): the form for Hugging Face models.
 
     With ``seed``, draws come from a CPU generator seeded with ``stream_seed(seed, INIT_STREAM)``,
     so the same seed gives the same weights on every device and dtype, independent of anything
     drawn after ``torch.manual_seed(seed)``; ``torch-default`` reseeds the CPU RNG the same way
     inside a forked RNG state. Without ``seed`` the global RNG is used, as torch.nn.init does.
     """
+    if example_input is not None:  # the activations next to each layer from a traced pass, every weight op
+        from .traced_init import init_from_trace
+        return init_from_trace(model, scheme, example_input, seed=seed)
     scheme = parse_scheme(scheme)
     tables = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
     # a layer whose weight is an embedding table (a tied output projection) is the table: left alone

@@ -295,8 +295,7 @@ def test_token_models_check_and_probe_from_the_shell(tmp_path, capsys):
     assert main(["probe", "--model", f"{path}:build", "--input-shape", "16", "--seeds", "1"]) == 0
     capsys.readouterr()
     assert main(["check", f"{path}:build", "--input-shape", "16", "--init", "kaiming"]) == 0
-    err = capsys.readouterr().err.splitlines()  # Conv1D is not drawn, and the shell says so in one line
-    assert err[0].startswith("warning: apply_init draws Conv/Linear modules only: 8 weight parameter(s)")
+    assert capsys.readouterr().err == ""  # traced: GPT-2's Conv1D layers are drawn too, nothing is left out
 
 
 def _bert_attention_plain(model, example):
@@ -358,3 +357,31 @@ def test_a_position_beyond_the_model_is_a_one_line_error(tmp_path, capsys):
     assert main(["probe", "--model", f"{tmp_path / 'textnet.py'}:build", "--input-shape", "100", "--seeds", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: the model's forward failed on an input of shape (64, 100): index out of range in self"]
+
+
+@pytest.mark.parametrize("name", corpus.HEALTHY + corpus.BROKEN_AS_BUILT)
+def test_kaiming_from_a_trace_fixes_unit_gaussian_weights_on_every_corpus_model(name):
+    model, example = corpus.build(name)
+    corpus.redraw_weights(model, 1.0)
+    assert not initlab.check(model, example).healthy or name in ("resnet-basic", "resnet-bottleneck", "convnext")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every weight layer is drawn: no UndrawnWeightsWarning
+        initlab.apply_init(model, "kaiming", seed=0, example_input=example)
+    report = initlab.check(model, example)
+    if name in corpus.BROKEN_AS_BUILT:  # its BatchNorm weights (not weights of a layer) stay N(0, 0.02)
+        assert {f.kind for f in report.findings} == {"normalization-weight", "normalization-starved"}
+    else:
+        assert report.healthy, report.text()
+
+
+def test_kaiming_from_a_trace_draws_gpt2_conv1d_for_the_activation_next_to_it():
+    model, example = corpus.build("gpt2")
+    initlab.apply_init(model, "kaiming", seed=0, example_input=example)
+    mlp = model.transformer.h[0].mlp
+    n = mlp.c_fc.weight.shape[0]  # Conv1D stores (in, out)
+    gelu = 0.4252  # E[gelu_new(z)²], z ~ N(0, 1): c_proj is fed by it
+    assert mlp.c_fc.weight.detach().square().mean().item() == pytest.approx(1 / n, rel=0.03)  # after a LayerNorm: linear
+    assert mlp.c_proj.weight.detach().square().mean().item() == pytest.approx(
+        1 / (gelu * mlp.c_proj.weight.shape[0]), rel=0.03)
+    assert torch.equal(model.lm_head.weight, model.transformer.wte.weight)  # the tied table is left alone

@@ -196,3 +196,15 @@ def test_apply_init_leaves_tied_weights_alone_and_names_what_it_does_not_draw():
         apply_init(model, "kaiming", seed=0)
     assert torch.equal(model.embed.weight, table) and torch.equal(model.raw, raw)
     assert model.hidden.weight.detach().square().mean().item() == pytest.approx(2 / 16, rel=0.35)
+
+
+@pytest.mark.parametrize("act", ["relu", "prelu", "leaky:0.2"])
+def test_kaiming_from_a_trace_equals_kaiming_by_module_order_on_a_plain_net(act):
+    torch.manual_seed(0)
+    by_modules = initlab.plain_net(depth=8, width=8, act=act)
+    traced = initlab.plain_net(depth=8, width=8, act=act)
+    traced.load_state_dict(by_modules.state_dict())
+    apply_init(by_modules, "kaiming", seed=3)
+    apply_init(traced, "kaiming", seed=3, example_input=torch.randn(2, 3, 32, 32))
+    for a, b in zip(by_modules.state_dict().values(), traced.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
