@@ -229,12 +229,13 @@ def build_sum_frame(records: list) -> pd.DataFrame:
             "branch_ratio": _ratio(sums["branch_second_moment"], sums["skip_second_moment"]),
             "stream_growth": _ratio(sums["second_moment"], first_skip),
             "grad_second_moment": sums["grad_second_moment"],
+            "branch_ends": sums.get("branch_ends", np.full(count, "", dtype=object)),  # the branch's last layers
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SUM_COLUMNS)
 
 
 SUM_COLUMNS = ["seed", "index", "name", "stream", "depth", "skip_second_moment", "branch_second_moment",
-               "second_moment", "second_moment_pred", "branch_ratio", "stream_growth", "grad_second_moment"]
+               "second_moment", "second_moment_pred", "branch_ratio", "stream_growth", "grad_second_moment", "branch_ends"]
 
 
 def build_norm_frame(records: list) -> pd.DataFrame:

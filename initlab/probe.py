@@ -539,6 +539,7 @@ class _Sum:
     previous: int  # the sum whose output (through closed-form ops) is this one's skip; −1: none
     stats: dict = field(default_factory=dict)
     branch_layers: tuple = ()  # the indices of the weight-layer calls in its branch
+    branch_ends: tuple = ()  # those whose output reaches the sum with no other weight layer between
 
 
 @dataclass
@@ -886,6 +887,9 @@ class _Recorder:
                                             (layers_first if branch_is_first else layers_second)))
         for position in record.branch_layers:
             self.calls[position].ends_in = "branch"
+        if branch.grad_fn is not None:
+            record.branch_ends = tuple(sorted(self.layer_nodes[node] for node in dataflow.nearest_layers(
+                branch.grad_fn, self.layer_nodes, self.reset_nodes)))
         record.stats["skip_second_moment"] = _second_moment(self.raw, skip, self.groups)
         record.stats["branch_second_moment"] = _second_moment(self.raw, branch, self.groups)
         output = func(*args, **kwargs)
@@ -1252,6 +1256,7 @@ class _PassLayout:
     module_types: list[str]
     ends_in: list[str] = field(default_factory=list)  # per call: "norm", "branch" or ""
     sum_branch_layers: list[tuple] = field(default_factory=list)
+    sum_branch_ends: list[str] = field(default_factory=list)  # per sum: its branch's last layers, space-separated
     norm_names: list[str] = field(default_factory=list)
     norm_eps: list[float] = field(default_factory=list)
     attention_names: list[str] = field(default_factory=list)
@@ -1277,7 +1282,8 @@ def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: 
                        [len(c.prefix_factors) for c in calls], closed_forward, closed_backward, link_kinds,
                        link_resets, ["+".join(c.prefix_kinds) for c in calls], [s.name for s in sums],
                        [s.previous for s in sums], [d.name for d in dead], [d.units for d in dead],
-                       [c.module_type for c in calls], [c.ends_in for c in calls], [s.branch_layers for s in sums])
+                       [c.module_type for c in calls], [c.ends_in for c in calls], [s.branch_layers for s in sums],
+                       [" ".join(calls[i].name for i in s.branch_ends) for s in sums])
 
 
 def _seed_maps(value: Any, seeds: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -1329,6 +1335,7 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
         forward = [float(f) for f in prefix_factors[:, row]]
         backward = [float(f) for f in prefix_backward[:, row]]
         sums = {"name": np.array(layout.sum_names, dtype=object), "previous": np.array(layout.sum_previous, dtype=int),
+                "branch_ends": np.array(layout.sum_branch_ends or [""] * len(layout.sum_names), dtype=object),
                 **{name: sum_block[:, column, row].copy() for column, name in enumerate(_SUM_STATS)}}
         dead_units = {"name": np.array(layout.dead_names, dtype=object), "units": np.array(layout.dead_units, dtype=int),
                       "dead_fraction": dead_fractions[:, row].copy()}

@@ -137,7 +137,7 @@ class SchemeSpec:
 
 SCHEMES: dict[str, SchemeSpec] = {
     "kaiming": SchemeSpec("kaiming", "He 2015: Var[w] = 2/((1+a²)·n), a from the adjacent rectifier or a=",
-                          {"a": "auto", "mode": "fan_in", "dist": "normal"}),
+                          {"a": "auto", "mode": "fan_in", "dist": "normal", "branch": "none"}),
     "xavier": SchemeSpec("xavier", "Glorot 2010: Var[w] = 2/(fan_in+fan_out)", {"dist": "normal", "gain": 1.0}),
     "xavier-fanin": SchemeSpec("xavier-fanin", "Var[w] = 1/fan_in, the paper's 'Xavier' (halves ReLU signal per layer)",
                                {"dist": "normal"}),
@@ -148,7 +148,7 @@ SCHEMES: dict[str, SchemeSpec] = {
                              {"a": "auto"}),
 }
 
-_CHOICES = {"mode": ("fan_in", "fan_out"), "dist": ("normal", "uniform")}
+_CHOICES = {"mode": ("fan_in", "fan_out"), "dist": ("normal", "uniform"), "branch": ("none", "scaled")}
 
 
 @dataclass(frozen=True)
@@ -415,6 +415,8 @@ def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = Non
         from .traced_init import init_from_trace
         return init_from_trace(model, scheme, example_input, seed=seed)
     scheme = parse_scheme(scheme)
+    if dict(scheme.options).get("branch", "none") != "none":
+        raise ValueError(f"{scheme}: residual branches are found by a traced pass; give example_input")
     tables = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
     # a layer whose weight is an embedding table (a tied output projection) is the table: left alone
     layers = [m for m in model.modules() if is_covered(m) and id(m.weight) not in tables]

@@ -14,6 +14,13 @@ where c = E[f(z)²], z ~ N(0, 1), is the factor of the activations on the path i
 (after a normalization, an attention product, an embedding) is linear: c = 1 (Var[w] = 1/n). Other
 schemes take their own Var[w] with the same fans. Embedding tables and weights tied to them are
 left alone; biases are zeroed.
+
+``kaiming:branch=scaled`` also scales, in a residual stream of K sums, the last layer of every
+branch (the layer whose output reaches the sum with no other weight layer between) to Var[w]/K:
+the residual-branch scaling of GPT-2 (Radford et al. 2019: "the weights of residual layers at
+initialization by a factor of 1/√N where N is the number of residual layers"; 1/√(2L) for L
+blocks of two sums), so that K branches add what one would and the stream stays O(1) over depth
+(Fixup, Zhang et al. 2019, and SkipInit, De & Smith 2020, take the same step further).
 """
 
 from __future__ import annotations
@@ -62,8 +69,10 @@ def init_from_trace(model: nn.Module, scheme: str | Scheme, example_input: Model
     if scheme.name in _PER_MODULE:
         raise ValueError(f"{scheme.name} is drawn per module: use apply_init(model, {str(scheme)!r}) without "
                          "example_input")
-    frame = probe(model, example_input).to_frame()
+    result = probe(model, example_input)
+    frame = result.to_frame()
     rows = frame[frame["seed"] == frame["seed"].min()].sort_values("index").reset_index(drop=True)
+    branch_scale = _branch_scales(result.sums) if dict(scheme.options).get("branch", "none") == "scaled" else {}
     layers = _layers_by_name(model)
     tables = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
     generator = torch.Generator().manual_seed(stream_seed(seed, INIT_STREAM)) if seed is not None else None
@@ -82,7 +91,7 @@ def init_from_trace(model: nn.Module, scheme: str | Scheme, example_input: Model
         c = 1.0 if feeding is None and following is None else network_factor(scheme, feeding, following,
                                                                              following_rectifier)
         variance = scheme.weight_variance(tuple(weight.shape), int(row["fan_in"]), int(row["fan_out"]),
-                                          network_factor=c)
+                                          network_factor=c) * branch_scale.get(str(row["name"]), 1.0)
         _draw(weight, variance, dist, generator)
         if bias is not None:
             with torch.no_grad():
@@ -95,6 +104,20 @@ def init_from_trace(model: nn.Module, scheme: str | Scheme, example_input: Model
                       f"as they are ({', '.join(undrawn[:5])}{', …' if len(undrawn) > 5 else ''})",
                       UndrawnWeightsWarning, stacklevel=2)
     return model
+
+
+def _branch_scales(sums) -> dict[str, float]:
+    """Layer name -> 1/K for the last layer of each branch of a residual stream of K sums."""
+    if sums is None or sums.empty:
+        return {}
+    first = sums[sums["seed"] == sums["seed"].min()]
+    scales: dict[str, float] = {}
+    for _, stream in first.groupby("stream"):
+        count = len(stream)
+        for ends in stream["branch_ends"]:
+            for name in str(ends).split():
+                scales[name] = min(scales.get(name, 1.0), 1.0 / count)
+    return scales
 
 
 def _draw(weight: torch.Tensor, variance: float, dist: str, generator: torch.Generator | None) -> None:
