@@ -136,7 +136,8 @@ class SchemeSpec:
 
 
 SCHEMES: dict[str, SchemeSpec] = {
-    "kaiming": SchemeSpec("kaiming", "He 2015: Var[w] = 2/((1+a²)·n), a from the adjacent rectifier or a=",
+    "kaiming": SchemeSpec("kaiming", "He 2015: Var[w] = 1/(c·n), c = ½(1+a²) of the adjacent rectifier (or a=), "
+                          "E[f(z)²] of GELU/SiLU/...; branch=scaled: residual branch ends /K (needs an example input)",
                           {"a": "auto", "mode": "fan_in", "dist": "normal", "branch": "none"}),
     "xavier": SchemeSpec("xavier", "Glorot 2010: Var[w] = 2/(fan_in+fan_out)", {"dist": "normal", "gain": 1.0}),
     "xavier-fanin": SchemeSpec("xavier-fanin", "Var[w] = 1/fan_in, the paper's 'Xavier' (halves ReLU signal per layer)",

@@ -174,6 +174,7 @@ def test_a_plain_vgg_without_batchnorm_under_torch_default_init_vanishes():
     report = initlab.check(model, torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
     assert not report.healthy
     assert "torch-default-init" in _kinds(report), report.text()
+    assert report.result.coverage.uncovered == () and len(report.result.coverage.covered) == 11
 
 
 def test_a_deep_unnormalized_residual_net_under_kaiming_has_an_exploding_stream():
@@ -182,6 +183,7 @@ def test_a_deep_unnormalized_residual_net_under_kaiming_has_an_exploding_stream(
     model = initlab.apply_init(ResNet((16,), width=8, norm=False), "kaiming", seed=0)
     report = initlab.check(model, torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
     assert "residual-stream-growth" in _kinds(report), report.text()
+    assert report.result.coverage.uncovered == ()
 
 
 def test_hugging_face_efficientnet_as_built_vanishes_through_its_small_batchnorm_weights():
