@@ -527,12 +527,14 @@ def reproduce_command(
 
 def _run_defaults(out: Path, show: bool) -> None:
     """Run the default probe and the Figure-3 training into ``out`` (for a report with no --from)."""
-    probe_command(model="plain", depth=None, width=None, input_shape=None, init=None, act="relu", mode=None,
-                  seeds=3, batch_size=64, stages=3, device="auto", output_format="json", out=out / "probe-run")
+    # every parameter given: a typer command called as a function gets OptionInfo objects for the rest
+    probe_command(model="plain", depth=None, width=None, input_shape=None, input_factory=None, init=None, act="relu",
+                  mode=None, seeds=3, batched="auto", batch_size=64, stages=3, device="auto", output_format="json",
+                  out=out / "probe-run")
     train_command(model="plain", depth=TRAIN_DEFAULTS["depth"], width=TRAIN_DEFAULTS["width"],
                   stages=TRAIN_DEFAULTS["stages"], act="relu", init="kaiming", compare="xavier-fanin,kaiming",
                   dataset="digits", input_shape=None, epochs=TRAIN_DEFAULTS["epochs"], lr=TRAIN_DEFAULTS["lr"],
-                  batch_size=64, momentum=0.9, weight_decay=5e-4, schedule="step", seed=0, device="auto",
+                  steps=None, batch_size=64, momentum=0.9, weight_decay=5e-4, schedule="step", seed=0, device="auto",
                   output_format="json", out=out / "train-run", resume=False, quiet=not show)
 
 

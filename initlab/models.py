@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,9 @@ def load_factory(target: str) -> Callable[[], nn.Module]:
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
         else:
+            # as ``python -m`` does: a package in the working directory is importable
+            if os.getcwd() not in sys.path and "" not in sys.path:
+                sys.path.insert(0, os.getcwd())
             module = importlib.import_module(module_name)
     except ModelError:
         raise

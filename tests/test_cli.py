@@ -221,3 +221,36 @@ def test_reproduce_quick_writes_every_table_and_figure(capsys, tmp_path):
 def test_version(capsys):
     code, out, _ = run(capsys, "--version")
     assert code == 0 and out.startswith("initlab 0.1.0 (torch ")
+
+
+def test_report_with_no_runs_calls_the_commands_with_every_option_set(monkeypatch, tmp_path):
+    # a typer command called as a plain function gets OptionInfo objects for every option not passed
+    import inspect
+
+    import typer.models
+
+    from initlab import cli
+    calls = {}
+    for name in ("probe_command", "train_command"):
+        original = getattr(cli, name)
+
+        def record(*args, _name=name, _original=original, **kwargs):
+            bound = inspect.signature(_original).bind(*args, **kwargs)
+            calls[_name] = set(inspect.signature(_original).parameters) - set(bound.arguments)
+            calls[_name] |= {k for k, v in bound.arguments.items() if isinstance(v, typer.models.OptionInfo)}
+        monkeypatch.setattr(cli, name, record)
+    cli._run_defaults(tmp_path, show=False)
+    assert calls == {"probe_command": set(), "train_command": set()}
+
+
+def test_a_package_in_the_working_directory_is_importable_as_with_python_m(monkeypatch, tmp_path, capsys):
+    import sys
+    package = tmp_path / "mynets_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "nets.py").write_text("from torch import nn\n\ndef build():\n    return nn.Sequential(nn.Linear(8, 8), "
+                                     "nn.ReLU(), nn.Linear(8, 2))\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert main(["check", "mynets_pkg.nets:build", "--input-shape", "8"]) in (0, 1)
+    assert "No module named" not in capsys.readouterr().err
