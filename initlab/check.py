@@ -315,7 +315,8 @@ def _layer_table(summary: pd.DataFrame, first_seed: pd.DataFrame) -> pd.DataFram
     table["segment"] = np.cumsum(first_seed["link_resets"].to_numpy(dtype=bool))
     for column in ("forward_factor", "backward_factor", "var_y", "grad_var", "log10_forward_gain_layers",
                    "log10_backward_gain_layers", "in_residual_branch", "judged_by", "forward_chain_steps",
-                   "backward_chain_steps", "verdict_forward",
+                   "backward_chain_steps", "healthy_forward_low", "healthy_forward_high", "healthy_backward_low",
+                   "healthy_backward_high", "verdict_forward",
                    "verdict_backward", "verdict"):
         table[column] = summary[column].to_numpy()
     table["rectifier_in"] = has_rectifier

@@ -304,14 +304,23 @@ def _judge(log10_gain: float, log_variance: float, seeds: int, log10_fan_ratio: 
         return "non-finite", np.inf
     if not np.isfinite(log10_gain):
         return ("vanishing" if log10_gain == -np.inf else "exploding"), np.inf
-    low, high = theory.log10_band(log_variance, seeds)
-    center = 0.5 * (low + high)
-    tolerance = max(HEALTHY_DECADES if steps > 1 else SINGLE_STEP_DECADES, 0.5 * (high - low))
-    low_end, high_end = center + min(0.0, log10_fan_ratio), center + max(0.0, log10_fan_ratio)
-    excess = max(low_end - log10_gain, log10_gain - high_end) - tolerance
+    healthy_low, healthy_high, center = healthy_interval(log_variance, seeds, log10_fan_ratio, steps)
+    excess = max(healthy_low - log10_gain, log10_gain - healthy_high)
     if excess <= 0:
         return "healthy", excess
     return ("vanishing" if log10_gain < center else "exploding"), excess
+
+
+def healthy_interval(log_variance: float, seeds: int, log10_fan_ratio: float = 0.0,
+                     steps: int = 2) -> tuple[float, float, float]:
+    """Return (low, high, center) of the log10 chain gains ``_judge`` calls healthy: the chain's
+    finite-width median ± max(tolerance decades, the 3σ band's half-width), stretched over the
+    telescoped fan ratio. The band widens with depth, so the same gain can be vanishing at layer 5
+    and within a He net's wandering at layer 25; a check's plot draws this interval per layer."""
+    low, high = theory.log10_band(log_variance, seeds)
+    center = 0.5 * (low + high)
+    tolerance = max(HEALTHY_DECADES if steps > 1 else SINGLE_STEP_DECADES, 0.5 * (high - low))
+    return (center + min(0.0, log10_fan_ratio) - tolerance, center + max(0.0, log10_fan_ratio) + tolerance, center)
 
 
 def _layer_chain_gains(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -389,16 +398,17 @@ def judged_by(seed_frame: pd.DataFrame) -> np.ndarray:
 
 
 def _chain_steps(seed_frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """The number of layer steps each layer's forward and backward chain gain multiplies (the
-    network's first layer's own step and its last layer's backward step are not counted)."""
+    """The number of layer steps each layer's whole chain (its segment between resets) multiplies,
+    forward and backward (the network's first layer's own step and its last layer's backward step
+    are not counted): a chain of one step is a lone layer's output scale (``_judge``), and the
+    early layers of a long chain are judged as the chain they start."""
     segments = _segments(seed_frame)
     count = len(segments)
     forward, backward = np.zeros(count, dtype=int), np.zeros(count, dtype=int)
     for segment in np.unique(segments):
         members = np.flatnonzero(segments == segment)
-        for offset, member in enumerate(members):
-            forward[member] = offset + (0 if members[0] == 0 else 1)
-            backward[member] = len(members) - offset - (1 if members[-1] == count - 1 else 0)
+        forward[members] = len(members) - (1 if members[0] == 0 else 0)
+        backward[members] = len(members) - (1 if members[-1] == count - 1 else 0)
     return forward, backward
 
 
@@ -494,6 +504,11 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
                                                mean[f"{direction}_log_variance_chain"].values,
                                                summary[f"log10_{direction}_fan_ratio"],
                                                first[f"{direction}_chain_steps"].values, first["judged_by"].values)]
+        intervals = [healthy_interval(v, seeds, r, n) for v, r, n in
+                     zip(mean[f"{direction}_log_variance_chain"].values, summary[f"log10_{direction}_fan_ratio"],
+                         first[f"{direction}_chain_steps"].values)]
+        summary[f"healthy_{direction}_low"] = [low for low, _, _ in intervals]
+        summary[f"healthy_{direction}_high"] = [high for _, high, _ in intervals]
     summary["verdict"] = [f if f != "healthy" else b for f, b in
                           zip(summary["verdict_forward"], summary["verdict_backward"])]
     non_finite = ~np.isfinite(frame.groupby("index")[["var_y", "grad_var"]].agg(lambda v: v.to_numpy().sum()))

@@ -343,7 +343,8 @@ def load_train_folder(folder: Path) -> dict[str, StoredRun]:
 
 def plot_check(report: Any, path: str | Path | None = None) -> plt.Figure:
     """Return a two-panel figure of a check: log10 chain gain per layer call, forward and backward,
-    against He's 1 with the ±1 decade tolerance; crosses mark layers that are not healthy, grey
+    against He's 1 with the interval each layer is judged by (the finite-width band, at least ±1
+    decade; ±3 for a lone layer step); crosses mark layers that are not healthy, grey
     dots layers not judged by their chain gain (inside residual branches, judged through the
     stream, or ending in a train-mode normalization, which removes their scale). Written as PNG to ``path``
     (atomically) when given; the figure stays open for a notebook."""
@@ -355,17 +356,21 @@ def plot_check(report: Any, path: str | Path | None = None) -> plt.Figure:
         # judged by their stream or removed by a normalization: not by the chain gain drawn here
         branch = (layers["judged_by"].to_numpy() != "chain") if "judged_by" in layers else \
             layers["in_residual_branch"].to_numpy(dtype=bool)
-        axis.axhspan(-1, 1, color="#2da44e", alpha=0.08, linewidth=0)
+        if f"healthy_{direction}_low" in layers:  # the interval each layer is judged by (``compare.healthy_interval``)
+            axis.fill_between(index, layers[f"healthy_{direction}_low"], layers[f"healthy_{direction}_high"],
+                              step="mid", color="#2da44e", alpha=0.10, linewidth=0,
+                              label="healthy: finite-width band, at least ±1 decade")
+        else:
+            axis.axhspan(-1, 1, color="#2da44e", alpha=0.08, linewidth=0)
         axis.axhline(0, color="#2da44e", linewidth=1, label="He: gain 1")
         lone = ~branch & (layers[f"{direction}_chain_steps"].to_numpy() <= 1) if f"{direction}_chain_steps" in layers \
             else np.zeros(len(index), dtype=bool)
         chained = ~branch & ~lone
         axis.plot(index[chained], gains[chained], marker="o", markersize=3, linewidth=1, color="#0969da",
-                  label="chain gain since the last reset (±1 decade)")
-        if lone.any():  # a lone layer's factor is an output scale, judged at ±SINGLE_STEP_DECADES
-            axis.axhspan(-SINGLE_STEP_DECADES, SINGLE_STEP_DECADES, color="#2da44e", alpha=0.04, linewidth=0)
+                  label="chain gain since the last reset")
+        if lone.any():  # a lone layer's factor is an output scale, judged at ±SINGLE_STEP_DECADES (its band above)
             axis.scatter(index[lone], gains[lone], marker="s", s=18, color="#0969da",
-                         label=f"a lone layer step (its band: ±{SINGLE_STEP_DECADES:g} decades)")
+                         label=f"a lone layer step (band ±{SINGLE_STEP_DECADES:g} decades)")
         if branch.any():
             axis.scatter(index[branch], gains[branch], s=10, color="#8c959f",
                          label="judged by its stream or normalized away")

@@ -443,3 +443,17 @@ def test_a_first_layer_fed_an_input_that_needs_no_gradient_is_measured_not_non_f
     (grad,) = torch.autograd.grad(output, x, direction)
     measured = report.result.to_frame().set_index("name").loc["first", "grad_var"]
     np.testing.assert_allclose(measured, grad.double().square().mean().item(), rtol=1e-4)
+
+
+def test_each_layer_verdict_is_its_chain_gain_against_the_interval_the_plot_draws():
+    report = initlab.check(_conv_stack(depth=32), _batch(8, 3, 32, 32))
+    layers = report.to_frame()
+    for direction in ("forward", "backward"):
+        gain = layers[f"log10_{direction}_gain_layers"]
+        inside = (gain >= layers[f"healthy_{direction}_low"] - 1e-12) & (gain <= layers[f"healthy_{direction}_high"] + 1e-12)
+        assert ((layers[f"verdict_{direction}"] == "healthy") == inside).all(), direction
+    # the band is at least ±1 decade everywhere and widens with depth (finite-width wandering)
+    width = layers["healthy_forward_high"] - layers["healthy_forward_low"]
+    assert (width >= 2 - 1e-9).all() and width.iloc[-2] > width.iloc[2]
+    figure = report.plot()
+    assert len(figure.axes[0].collections) >= 1  # the per-layer band is drawn, not a fixed ±1 strip
