@@ -211,10 +211,15 @@ def probe_command(
             typer.echo(_table(result.summary()))
             typer.echo(f"forward gain E[y_L²]/E[y_1²]: {_fmt(gains['forward_gain'])} (predicted "
                        f"{_fmt(gains['forward_gain_pred'])}) · backward gain E[Δx_1²]/E[Δx_L²]: "
-                       f"{_fmt(gains['backward_gain'])} (predicted {_fmt(gains['backward_gain_pred'])}) · "
-                       f"verdict: {gains['verdict']}")
+                       f"{_fmt(gains['backward_gain'])} (predicted {_fmt(gains['backward_gain_pred'])})")
+            typer.echo(f"verdict: {gains['verdict']} · judged on the chain gain through the layers' own steps "
+                       f"(normalizations, pools and strides divided out): worst forward "
+                       f"{_fmt(gains['forward_gain_layers'])} at {gains['worst_forward_layer']!r} "
+                       f"({gains['verdict_forward']}), worst backward {_fmt(gains['backward_gain_layers'])} at "
+                       f"{gains['worst_backward_layer']!r} ({gains['verdict_backward']}); He's init gives 1")
         typer.echo(f"\n{documents[0]['config']['direction']}; E[·²] = second moment over all elements, geometric "
-                   "mean over seeds; band: finite-width 3σ band on log10(measured/predicted)")
+                   "mean over seeds; 'in band': measured within the finite-width 3σ band of the chain's prediction "
+                   "(is the theory right?), a test apart from the verdict (does the signal get through?)")
     if out is not None:
         written = _write_outputs(results, out, model)
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)

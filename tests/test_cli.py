@@ -254,3 +254,16 @@ def test_a_package_in_the_working_directory_is_importable_as_with_python_m(monke
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
     assert main(["check", "mynets_pkg.nets:build", "--input-shape", "8"]) in (0, 1)
     assert "No module named" not in capsys.readouterr().err
+
+
+def test_the_probe_prints_the_chain_gain_its_verdict_judges(capsys):
+    assert main(["probe", "--depth", "8", "--seeds", "1", "--init", "xavier-fanin"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    verdict = next(line for line in lines if line.startswith("verdict: "))
+    from initlab.models import plain_net  # the same probe in Python: the printed gain is the judged one
+    import initlab
+    from initlab.schemes import INPUT_STREAM, stream_seed
+    x = torch.randn((64, 3, 32, 32), generator=torch.Generator().manual_seed(stream_seed(0, INPUT_STREAM)))
+    gains = initlab.probe(lambda: plain_net(depth=8, width=16), x, init="xavier-fanin", seeds=1).gains()
+    assert verdict.startswith(f"verdict: {gains['verdict']} ")
+    assert f"worst forward {gains['forward_gain_layers']:.3g} at {gains['worst_forward_layer']!r}" in verdict
