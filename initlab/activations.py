@@ -113,9 +113,22 @@ SMOOTH_TYPES: tuple[type[nn.Module], ...] = (nn.GELU, nn.SiLU, nn.Tanh, nn.ELU, 
                                              nn.Hardswish, nn.Sigmoid, nn.Hardtanh, nn.ReLU6)
 _SMOOTH_NAMES = ("gelu", "silu", "swish", "mish", "tanh", "elu", "quickgelu")  # Hugging Face's activation modules
 # Probabilists' Gauss–Hermite rule for E[h(z)], z ~ N(0, 1): exact for polynomials of degree < 160
-_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
-_WEIGHTS = _WEIGHTS / _WEIGHTS.sum()
+HERMITE_NODES, HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
+HERMITE_WEIGHTS = HERMITE_WEIGHTS / HERMITE_WEIGHTS.sum()
 _FACTORS: dict[tuple, float] = {}  # per activation type and settings
+
+
+def unit_second_moment(function: Callable[[torch.Tensor], torch.Tensor]) -> float | None:
+    """E[f(z)²] for z ~ N(0, 1) of an elementwise function, by the Gauss–Hermite rule on the host in
+    float64; None when the function does not take a plain tensor. For an activation this is the
+    factor c of He's condition c·n·Var[w] = 1."""
+    nodes = torch.as_tensor(HERMITE_NODES, dtype=torch.float64)
+    try:
+        with torch.no_grad(), torch._C.DisableTorchFunction():
+            values = function(nodes.clone()).double()
+    except Exception:  # a function that takes something else: not one we can weigh
+        return None
+    return float((torch.as_tensor(HERMITE_WEIGHTS) * values.square()).sum())
 
 
 def activation_factor(module: nn.Module) -> float | None:
@@ -130,13 +143,7 @@ def activation_factor(module: nn.Module) -> float | None:
         return None
     key = (type(module), repr(module))
     if key not in _FACTORS:
-        nodes = torch.as_tensor(_NODES, dtype=torch.float64)
-        try:
-            with torch.no_grad():
-                values = module(nodes.clone()).double()
-        except Exception:  # an activation that takes something else: not one we can weigh
-            return None
-        _FACTORS[key] = float((torch.as_tensor(_WEIGHTS) * values.square()).sum())
+        _FACTORS[key] = unit_second_moment(module.forward)
     return _FACTORS[key]
 
 

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .compare import HEALTHY_DECADES, slope_from_factor, stream_summary
+from .compare import HEALTHY_DECADES, JUDGED_GROWTH, slope_from_factor, stream_summary
 from .files import json_records, json_value
 from .probe import ModelInput, ProbeResult, probe
 from .schemes import DROPOUT_STREAM, stream_seed
@@ -476,8 +476,7 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
         for _, stream in streams.iterrows():
             for stream_direction in DIRECTIONS:
                 if stream[f"verdict_{stream_direction}"] == "exploding":
-                    growth = stream["forward_growth_after_first" if stream_direction == "forward"
-                                    else "backward_growth"]
+                    growth = stream[JUDGED_GROWTH[stream_direction]]
                     count = int(stream["sums"])
                     steps = count - 1  # judged from the first sum on (``compare.stream_summary``)
                     findings.append(Finding(

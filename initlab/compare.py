@@ -30,6 +30,8 @@ from . import theory
 from .files import json_records, json_value
 
 HEALTHY_DECADES = 1.0
+# The stream growth each direction's verdict judges (``stream_summary``): forward from the first sum on.
+JUDGED_GROWTH = {"forward": "forward_growth_after_first", "backward": "backward_growth"}
 SINGLE_STEP_DECADES = 3.0  # a chain of one layer step: a fixed scale, not a product over depth (``_judge``)
 # Link kinds (the ops between two covered layers, ``link_in`` joins them with "+"). Closed-form
 # kinds carry the chain's prediction across (their second-moment factors are known); a pool or an
@@ -542,7 +544,7 @@ def stream_summary(sums: pd.DataFrame) -> pd.DataFrame:
     judge the K − 1 sums after the first: growth more than ``HEALTHY_DECADES`` above K (forward
     from s_1, backward from Δs_K to Δs_1) is ``exploding``; a stream of one sum is not judged.
     """
-    columns = ["stream", "sums", "first", "last", "forward_growth", "forward_growth_after_first", "backward_growth",
+    columns = ["stream", "sums", "first", "last", "forward_growth", JUDGED_GROWTH["forward"], JUDGED_GROWTH["backward"],
                "verdict_forward", "verdict_backward"]
     if sums is None or sums.empty:
         return pd.DataFrame(columns=columns)
@@ -561,7 +563,7 @@ def stream_summary(sums: pd.DataFrame) -> pd.DataFrame:
                "forward_growth_after_first": float(10.0 ** np.mean(_log10(after_first))),
                "backward_growth": float(10.0 ** np.mean(_log10(backward)))}
         limit = math.log10(count) + HEALTHY_DECADES
-        for direction, key in (("forward", "forward_growth_after_first"), ("backward", "backward_growth")):
+        for direction, key in JUDGED_GROWTH.items():
             growth = math.log10(row[key]) if row[key] > 0 else -np.inf
             row[f"verdict_{direction}"] = ("non-finite" if np.isnan(growth) else
                                            "exploding" if count > 1 and growth > limit else "healthy")
@@ -616,14 +618,13 @@ def network_summary(frame: pd.DataFrame, sums: pd.DataFrame | None = None) -> di
             summary[f"stream_growth_{direction}"] = None
             summary[f"verdict_stream_{direction}"] = "healthy"
             continue
-        judged = streams["forward_growth_after_first" if direction == "forward" else "backward_growth"].to_numpy()
+        judged = streams[JUDGED_GROWTH[direction]].to_numpy()
         with np.errstate(divide="ignore", invalid="ignore"):
             excess = np.log10(judged) - np.log10(streams["sums"].to_numpy(dtype=float))
         excess[streams["sums"].to_numpy() < 2] = -np.inf
         worst = streams.iloc[int(np.nanargmax(excess)) if np.isfinite(excess).any() else 0]
         # the judged growth: forward from the first sum's output on, backward over the stream
-        summary[f"stream_growth_{direction}"] = float(worst["forward_growth_after_first" if direction == "forward"
-                                                            else "backward_growth"])
+        summary[f"stream_growth_{direction}"] = float(worst[JUDGED_GROWTH[direction]])
         summary[f"stream_sums_{direction}"] = int(worst["sums"])
         summary[f"verdict_stream_{direction}"] = worst[f"verdict_{direction}"]
         if summary[f"verdict_{direction}"] == "healthy":

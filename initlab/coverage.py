@@ -23,18 +23,20 @@ import torch.nn.functional as F
 from .layers import LayerGeometry
 
 
-def _functions(owner: Any, names: str) -> list:
+def torch_functions(owner: Any, names: str) -> list:
+    """The functions of ``owner`` (``torch``, ``torch.Tensor``, ``F``) by name, those this torch has."""
     return [getattr(owner, name) for name in names.split() if hasattr(owner, name)]
+
 
 
 WEIGHT_OPS: dict[Any, str] = {
     F.linear: "linear",
-    **{op: "addmm" for op in _functions(torch, "addmm") + _functions(torch.Tensor, "addmm")},
-    **{op: "matmul" for op in _functions(torch, "matmul mm") + _functions(torch.Tensor, "matmul mm __matmul__")},
-    **{op: "conv" for op in _functions(F, "conv1d conv2d conv3d")},
-    **{op: "conv_transpose" for op in _functions(F, "conv_transpose1d conv_transpose2d conv_transpose3d")},
+    **{op: "addmm" for op in torch_functions(torch, "addmm") + torch_functions(torch.Tensor, "addmm")},
+    **{op: "matmul" for op in torch_functions(torch, "matmul mm") + torch_functions(torch.Tensor, "matmul mm __matmul__")},
+    **{op: "conv" for op in torch_functions(F, "conv1d conv2d conv3d")},
+    **{op: "conv_transpose" for op in torch_functions(F, "conv_transpose1d conv_transpose2d conv_transpose3d")},
 }
-EMBEDDING_OPS = tuple(_functions(F, "embedding embedding_bag"))
+EMBEDDING_OPS = tuple(torch_functions(F, "embedding embedding_bag"))
 
 
 @dataclass(frozen=True)
@@ -52,31 +54,33 @@ def _is_weight(value: Any, parameters: dict) -> bool:
     return isinstance(value, torch.Tensor) and value.dim() >= 2 and value in parameters
 
 
-def _argument(args: tuple, kwargs: dict, position: int, name: str, default: Any = None) -> Any:
+def call_argument(args: tuple, kwargs: dict, position: int, name: str, default: Any = None) -> Any:
+    """A torch function's argument, given by keyword or by position, else ``default``."""
     if name in kwargs:
         return kwargs[name]
     return args[position] if len(args) > position else default
+
 
 
 def weight_call(op: str, args: tuple, kwargs: dict, parameters: dict) -> WeightCall | None:
     """Return the ``WeightCall`` of a weight op whose weight is one of ``parameters`` (a dict keyed
     by parameter), or None (a product of two activations, a constant, a weight applied first)."""
     if op == "addmm":
-        bias, source, weight = (_argument(args, kwargs, 0, "input"), _argument(args, kwargs, 1, "mat1"),
-                                _argument(args, kwargs, 2, "mat2"))
+        bias, source, weight = (call_argument(args, kwargs, 0, "input"), call_argument(args, kwargs, 1, "mat1"),
+                                call_argument(args, kwargs, 2, "mat2"))
         if kwargs.get("beta", 1) != 1 or kwargs.get("alpha", 1) != 1 or not _is_weight(weight, parameters):
             return None
         return WeightCall(op, 1, weight, bias if isinstance(bias, torch.Tensor) and bias in parameters else None,
                           "addmm")
     if op == "matmul":
-        source, weight = _argument(args, kwargs, 0, "input"), _argument(args, kwargs, 1, "other")
+        source, weight = call_argument(args, kwargs, 0, "input"), call_argument(args, kwargs, 1, "other")
         if not (_is_weight(weight, parameters) and weight.dim() == 2 and isinstance(source, torch.Tensor)):
             return None
         return WeightCall(op, 0, weight, None, "matmul")
-    weight = _argument(args, kwargs, 1, "weight")
+    weight = call_argument(args, kwargs, 1, "weight")
     if not _is_weight(weight, parameters):
         return None
-    bias = _argument(args, kwargs, 2, "bias")
+    bias = call_argument(args, kwargs, 2, "bias")
     bias = bias if isinstance(bias, torch.Tensor) and bias in parameters else None
     names = {"linear": "F.linear", "conv": f"F.conv{weight.dim() - 2}d",
              "conv_transpose": f"ConvTranspose{weight.dim() - 2}d"}
@@ -96,15 +100,15 @@ def call_geometry(call: WeightCall, args: tuple, kwargs: dict, x: torch.Tensor, 
         return LayerGeometry("linear", weight.shape[0], weight.shape[1], 1, (), (), (), (), (), ())
     spatial_dims = weight.dim() - 2
     kernel = tuple(weight.shape[2:])
-    stride = _tuple(_argument(args, kwargs, 3, "stride", 1), spatial_dims)
-    groups = int(_argument(args, kwargs, 6 if call.op == "conv" else 6, "groups", 1))
+    stride = _tuple(call_argument(args, kwargs, 3, "stride", 1), spatial_dims)
+    groups = int(call_argument(args, kwargs, 6, "groups", 1))  # 7th of conv and conv_transpose alike
     if call.op == "conv_transpose":  # weight (c_in, c_out/groups, k...): a linear map with its fans at stride s
         receptive = math.prod(kernel)
         in_channels, out_per_group = weight.shape[0], weight.shape[1]
         fan_in = max(1, round(in_channels // groups * receptive / math.prod(stride)))
         return LayerGeometry("linear", fan_in, out_per_group * receptive, 1, (), (), (), (), (), ())
-    padding = _argument(args, kwargs, 4, "padding", 0)
-    dilation = _tuple(_argument(args, kwargs, 5, "dilation", 1), spatial_dims)
+    padding = call_argument(args, kwargs, 4, "padding", 0)
+    dilation = _tuple(call_argument(args, kwargs, 5, "dilation", 1), spatial_dims)
     if isinstance(padding, str):  # "valid": none; "same": torch pads (total // 2) first
         padding = tuple(0 if padding == "valid" else d * (k - 1) // 2 for d, k in zip(dilation, kernel))
     return LayerGeometry("conv", weight.shape[1] * groups, weight.shape[0], groups, kernel, stride,

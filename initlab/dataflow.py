@@ -83,15 +83,18 @@ def fork(first: Any, second: Any, layer_nodes: dict) -> Fork:
     return Fork(False)
 
 
-def nearest_layers(node: Any, layer_nodes: dict, stops: set, budget: int = 256) -> list:
+def nearest_layers(node: Any, layer_nodes: dict, stops: set, budget: int = 256, first: bool = False) -> list:
     """Return the weight-layer nodes that ``node`` was computed from with no weight layer, and
     no node of ``stops`` (residual sums, other normalizations), in between: the layers whose
-    output scale reaches ``node`` unchanged by another layer."""
+    output scale reaches ``node`` unchanged by another layer. ``first``: stop at the first one
+    (is there a weight layer upstream at all?)."""
     found, seen, stack = [], {node}, [node]
     while stack and len(seen) < budget:
         current = stack.pop()
         if current in layer_nodes:
             found.append(current)
+            if first:
+                break
             continue
         if current in stops and current is not node:
             continue

@@ -36,10 +36,11 @@ from torch.overrides import TorchFunctionMode
 
 from .compare import CLOSED_KINDS, RESET_KINDS, build_attention_frame, build_dead_frame, build_frame, build_norm_frame, build_sum_frame, layer_summary, network_summary, to_json_dict
 from . import dataflow
-from .coverage import EMBEDDING_OPS, WEIGHT_OPS, Coverage, WeightCall, call_geometry, coverage, layer_name, weight_call
+from .coverage import (EMBEDDING_OPS, WEIGHT_OPS, Coverage, WeightCall, call_argument as _argument, call_geometry,
+                       coverage, layer_name, torch_functions as _functions, weight_call)
 from .layers import LayerGeometry, geometry, is_covered
 from .stacking import StackingError, repeat_input, stack_models
-from .activations import activation_factor
+from .activations import HERMITE_NODES, HERMITE_WEIGHTS, activation_factor, unit_second_moment
 from .schemes import DIRECTION_STREAM, Scheme, adjacent_factors, apply_init, network_factor, parse_scheme, stream_seed
 
 DIRECTION = "gradients: backward of <output, g> for a random Gaussian direction g ~ N(0, 1) at the network output"
@@ -406,10 +407,6 @@ class _Frontier:
         return any(kind in RESET_KINDS for kind in self.kinds)
 
 
-def _functions(owner: Any, names: str) -> list:
-    return [getattr(owner, name) for name in names.split() if hasattr(owner, name)]
-
-
 _RELU_OPS = _functions(F, "relu relu_") + _functions(torch, "relu relu_") + _functions(torch.Tensor, "relu relu_")
 _OP_KINDS: dict[Any, str] = {
     **{op: "relu" for op in _RELU_OPS},
@@ -436,8 +433,7 @@ _OP_KINDS: dict[Any, str] = {
 
 # Probabilists' Gauss–Hermite rule: E[h(z)] for z ~ N(0, 1) as Σ w_i·h(z_i), exact for polynomials
 # of degree < 2·80; for the smooth activations' factors on a Gaussian pre-activation.
-_HERMITE_NODES, _HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
-_HERMITE_WEIGHTS = _HERMITE_WEIGHTS / _HERMITE_WEIGHTS.sum()
+_HERMITE_NODES, _HERMITE_WEIGHTS = HERMITE_NODES, HERMITE_WEIGHTS
 
 
 _HERMITE_ON_DEVICE: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -482,20 +478,8 @@ def _unit_factor(func: Callable, args: tuple, kwargs: dict) -> float | None:
     except Exception:
         return None
     if key not in _UNIT_FACTORS:
-        nodes = torch.as_tensor(_HERMITE_NODES, dtype=torch.float64)
-        try:
-            with torch.no_grad(), torch._C.DisableTorchFunction():
-                values = func(nodes.clone(), *args[1:], **kwargs).double()
-        except Exception:
-            return None
-        _UNIT_FACTORS[key] = float((torch.as_tensor(_HERMITE_WEIGHTS) * values.square()).sum())
+        _UNIT_FACTORS[key] = unit_second_moment(lambda z: func(z, *args[1:], **kwargs))
     return _UNIT_FACTORS[key]
-
-
-def _argument(args: tuple, kwargs: dict, position: int, name: str, default: Any) -> Any:
-    if name in kwargs:
-        return kwargs[name]
-    return args[position] if len(args) > position else default
 
 
 @dataclass
@@ -549,16 +533,10 @@ class _Dead:
     fraction: Any  # a recipe: the fraction of units whose largest output is 0
 
 
-# The normalizations that divide by their input's own spread, and where their eps is passed.
-_NORM_EPS: dict[Any, tuple[int, float]] = {
-    F.batch_norm: (7, 1e-5), F.layer_norm: (4, 1e-5), F.group_norm: (4, 1e-5), F.instance_norm: (7, 1e-5),
-    **({F.rms_norm: (3, 1e-6)} if hasattr(F, "rms_norm") else {}),
-}
-
-
-_NORM_WEIGHT: dict[Any, tuple[int, str]] = {
-    F.batch_norm: (3, "weight"), F.layer_norm: (2, "weight"), F.group_norm: (2, "weight"), F.instance_norm: (3, "weight"),
-    **({F.rms_norm: (2, "weight")} if hasattr(F, "rms_norm") else {}),
+# The normalizations that divide by their input's own spread: (eps position, eps default, weight position).
+_NORMALIZATIONS: dict[Any, tuple[int, float | None, int]] = {
+    F.batch_norm: (7, 1e-5, 3), F.layer_norm: (4, 1e-5, 2), F.group_norm: (4, 1e-5, 2), F.instance_norm: (7, 1e-5, 3),
+    **({F.rms_norm: (3, 1e-6, 2)} if hasattr(F, "rms_norm") else {}),
 }
 
 
@@ -788,13 +766,13 @@ class _Recorder:
         source = args[0] if args else kwargs.get("input")
         if kind in ("norm", "affine"):
             self.norm_ops += 1
-            if kind == "norm" and func in _NORM_EPS and isinstance(source, torch.Tensor):
+            if kind == "norm" and func in _NORMALIZATIONS and isinstance(source, torch.Tensor):
                 output = func(*args, **kwargs)
-                position, default = _NORM_EPS[func]
-                eps = _argument(args, kwargs, position, "eps", default)
+                eps_position, default, weight_position = _NORMALIZATIONS[func]
+                eps = _argument(args, kwargs, eps_position, "eps", default)
                 self._record_norm(source, output, float(eps if eps is not None else torch.finfo(source.dtype).eps),
                                   func is getattr(F, "rms_norm", None),
-                                  _argument(args, kwargs, *_NORM_WEIGHT.get(func, (99, "weight")), None))
+                                  _argument(args, kwargs, weight_position, "weight", None))
                 for follower in (self.frontier,):
                     if follower is not None and follower.matches(source):
                         follower.advance(output, kind)
@@ -987,7 +965,7 @@ class _Recorder:
             self.tensor_handles.append(x.register_hook(lambda grad, c=call: self._on_grad_input(c, grad)))
             # An input computed with no weight upstream (an embedding's output) gets no gradient
             # unless asked for: the backward stops at the weights it differentiates.
-            if x.grad_fn is None or not dataflow.nearest_layers(x.grad_fn, self.layer_nodes, set()):
+            if x.grad_fn is None or not dataflow.nearest_layers(x.grad_fn, self.layer_nodes, set(), first=True):
                 self.grad_sources.append(x)
         self.calls.append(call)
         self.covered_weights.add(weight)
@@ -1255,7 +1233,6 @@ class _PassLayout:
     dead_units: list[int]
     module_types: list[str]
     ends_in: list[str] = field(default_factory=list)  # per call: "norm", "branch" or ""
-    sum_branch_layers: list[tuple] = field(default_factory=list)
     sum_branch_ends: list[str] = field(default_factory=list)  # per sum: its branch's last layers, space-separated
     norm_names: list[str] = field(default_factory=list)
     norm_eps: list[float] = field(default_factory=list)
@@ -1282,7 +1259,7 @@ def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: 
                        [len(c.prefix_factors) for c in calls], closed_forward, closed_backward, link_kinds,
                        link_resets, ["+".join(c.prefix_kinds) for c in calls], [s.name for s in sums],
                        [s.previous for s in sums], [d.name for d in dead], [d.units for d in dead],
-                       [c.module_type for c in calls], [c.ends_in for c in calls], [s.branch_layers for s in sums],
+                       [c.module_type for c in calls], [c.ends_in for c in calls],
                        [" ".join(calls[i].name for i in s.branch_ends) for s in sums])
 
 

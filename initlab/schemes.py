@@ -213,14 +213,8 @@ class Scheme:
         if self.name == "torch-default":
             layer.reset_parameters()
             return
-        weight = layer.weight
-        if generator is not None and (weight.device.type != "cpu" or weight.dtype != torch.float32):
-            staging = torch.empty(weight.shape, dtype=torch.float32)
-            self._draw(staging, layer, network_slope, generator, network_factor)
-            with torch.no_grad():
-                weight.copy_(staging)
-        else:
-            self._draw(weight, layer, network_slope, generator, network_factor)
+        fill_staged_(layer.weight, lambda target: self._draw(target, layer, network_slope, generator, network_factor),
+                     generator)
         if layer.bias is not None:
             with torch.no_grad():
                 layer.bias.zero_()
@@ -418,10 +412,10 @@ def apply_init(model: nn.Module, scheme: str | Scheme, *, seed: int | None = Non
     scheme = parse_scheme(scheme)
     if dict(scheme.options).get("branch", "none") != "none":
         raise ValueError(f"{scheme}: residual branches are found by a traced pass; give example_input")
-    tables = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    tables = embedding_tables(model)
     # a layer whose weight is an embedding table (a tied output projection) is the table: left alone
     layers = [m for m in model.modules() if is_covered(m) and id(m.weight) not in tables]
-    _warn_undrawn(model, {id(m.weight) for m in layers}, tables)
+    warn_undrawn(model, {id(m.weight) for m in layers}, tables, "apply_init draws Conv/Linear modules only")
     if scheme.name == "torch-default":
         # reset_parameters() draws from the global RNG of the weight's device; reset a CPU copy of
         # each layer instead, so a seed gives the same weights on every device.
@@ -450,13 +444,30 @@ class UndrawnWeightsWarning(UserWarning):
     """``apply_init`` left weight parameters alone that the model multiplies by (not Conv/Linear modules)."""
 
 
-def _warn_undrawn(model: nn.Module, drawn: set[int], tables: set[int]) -> None:
-    """Say which ≥ 2-D parameters a scheme does not draw: weights outside Conv/Linear modules (Hugging
-    Face's ``Conv1D``, raw parameters), rather than leave the model half re-initialized in silence."""
+def fill_staged_(weight: torch.Tensor, draw: Any, generator: torch.Generator | None) -> None:
+    """Run ``draw(tensor)`` on ``weight`` in place. With a (CPU) generator and a weight that is not
+    float32 on the CPU, the draw is made in a float32 CPU tensor and copied over, so a seed gives
+    the same weights on every device and dtype."""
+    if generator is not None and (weight.device.type != "cpu" or weight.dtype != torch.float32):
+        staging = torch.empty(weight.shape, dtype=torch.float32)
+        draw(staging)
+        with torch.no_grad():
+            weight.copy_(staging)
+    else:
+        draw(weight)
+
+
+def embedding_tables(model: nn.Module) -> set[int]:
+    """The ids of the model's embedding tables: never drawn, nor a layer tied to one."""
+    return {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+
+
+def warn_undrawn(model: nn.Module, drawn: set[int], tables: set[int], what: str, stacklevel: int = 3) -> None:
+    """Say which ≥ 2-D parameters an init did not draw (``what`` says what it draws) rather than
+    leave the model half re-initialized in silence; tables and added (1, …) tokens are not named."""
     undrawn = [name for name, p in model.named_parameters() if p.dim() >= 2 and id(p) not in drawn
                and id(p) not in tables and p.shape[0] != 1]
     if undrawn:
         shown = ", ".join(undrawn[:5]) + (f", … {len(undrawn) - 5} more" if len(undrawn) > 5 else "")
-        warnings.warn(f"apply_init draws Conv/Linear modules only: {len(undrawn)} weight parameter(s) are left as "
-                      f"they are ({shown}); embedding tables and tied weights are left alone too",
-                      UndrawnWeightsWarning, stacklevel=3)
+        warnings.warn(f"{what}: {len(undrawn)} weight parameter(s) are left as they are ({shown}); embedding "
+                      "tables and tied weights are left alone too", UndrawnWeightsWarning, stacklevel=stacklevel)

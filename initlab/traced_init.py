@@ -26,7 +26,6 @@ blocks of two sums), so that K branches add what one would and the stream stays 
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -34,8 +33,8 @@ from torch import nn
 
 from .coverage import layer_name
 from .probe import ModelInput, probe
-from .schemes import (INIT_STREAM, Scheme, UndrawnWeightsWarning, _fill, network_factor, parse_scheme,
-                      stream_seed)
+from .schemes import (INIT_STREAM, Scheme, _fill, embedding_tables, fill_staged_, network_factor, parse_scheme,
+                      stream_seed, warn_undrawn)
 
 _PER_MODULE = ("torch-default", "orthogonal")  # drawn by a module's own method or a matrix factorization
 
@@ -74,7 +73,7 @@ def init_from_trace(model: nn.Module, scheme: str | Scheme, example_input: Model
     rows = frame[frame["seed"] == frame["seed"].min()].sort_values("index").reset_index(drop=True)
     branch_scale = _branch_scales(result.sums) if dict(scheme.options).get("branch", "none") == "scaled" else {}
     layers = _layers_by_name(model)
-    tables = {id(m.weight) for m in model.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))}
+    tables = embedding_tables(model)
     generator = torch.Generator().manual_seed(stream_seed(seed, INIT_STREAM)) if seed is not None else None
     dist = dict(scheme.options).get("dist", "normal")
     drawn: set[int] = set()
@@ -97,12 +96,7 @@ def init_from_trace(model: nn.Module, scheme: str | Scheme, example_input: Model
             with torch.no_grad():
                 bias.zero_()
         drawn.add(id(weight))
-    undrawn = [name for name, p in model.named_parameters() if p.dim() >= 2 and id(p) not in drawn
-               and id(p) not in tables and p.shape[0] != 1]
-    if undrawn:
-        warnings.warn(f"init_from_trace draws the layers a probe covers: {len(undrawn)} weight parameter(s) are left "
-                      f"as they are ({', '.join(undrawn[:5])}{', …' if len(undrawn) > 5 else ''})",
-                      UndrawnWeightsWarning, stacklevel=2)
+    warn_undrawn(model, drawn, tables, "init_from_trace draws the layers a probe covers")
     return model
 
 
@@ -125,10 +119,4 @@ def _draw(weight: torch.Tensor, variance: float, dist: str, generator: torch.Gen
     CPU in float32 and copied, so a seed gives the same weights on every device and dtype."""
     if not math.isfinite(variance) or variance < 0:
         raise ValueError(f"the scheme gives Var[w] = {variance} for a layer of shape {tuple(weight.shape)}")
-    if generator is not None and (weight.device.type != "cpu" or weight.dtype != torch.float32):
-        staging = torch.empty(weight.shape, dtype=torch.float32)
-        _fill(staging, variance, dist, generator)
-        with torch.no_grad():
-            weight.copy_(staging)
-    else:
-        _fill(weight, variance, dist, generator)
+    fill_staged_(weight, lambda target: _fill(target, variance, dist, generator), generator)

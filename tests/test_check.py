@@ -360,6 +360,17 @@ def test_timm_vit_is_healthy():
 # -- false alarms that the data flow and sampling error remove ------------------------------------
 
 
+def _plain_input_gradient_second_moment(network: nn.Module, x: torch.Tensor, seed: int = 0) -> float:
+    """Plain autograd: E[Δx²] at ``x`` for the backward of ⟨network(x), g⟩, g drawn as the probe draws
+    its output direction for ``seed``."""
+    from initlab.schemes import DIRECTION_STREAM, stream_seed
+    x = x.detach().requires_grad_(True)
+    output = network(x)
+    direction = torch.randn(output.shape, generator=torch.Generator().manual_seed(stream_seed(seed, DIRECTION_STREAM)))
+    (grad,) = torch.autograd.grad(output, x, direction)
+    return grad.double().square().mean().item()
+
+
 def test_a_net_fed_by_an_embedding_has_finite_gradients_equal_to_plain_autograd():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Embedding(100, 64), nn.LayerNorm(64), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64),
@@ -369,14 +380,9 @@ def test_a_net_fed_by_an_embedding_has_finite_gradients_equal_to_plain_autograd(
     report = initlab.check(model, ids)
     assert report.healthy and report.verdict_backward == "healthy", report.text()
     assert "unnormalized-input" not in _kinds(report)  # the first layer is fed by the embedding, not the input
-    # plain autograd: E[Δx²] at the first Linear's input, for the probe's output direction
-    from initlab.schemes import DIRECTION_STREAM, stream_seed
-    hidden = model[1](model[0](ids)).detach().requires_grad_(True)
-    output = model[2:](hidden)
-    direction = torch.randn(output.shape, generator=torch.Generator().manual_seed(stream_seed(0, DIRECTION_STREAM)))
-    (grad,) = torch.autograd.grad(output, hidden, direction)
+    hidden = model[1](model[0](ids)).detach()  # the first Linear's input
     measured = report.result.to_frame().set_index("name").loc["2", "grad_var"]
-    np.testing.assert_allclose(measured, grad.double().square().mean().item(), rtol=1e-4)
+    np.testing.assert_allclose(measured, _plain_input_gradient_second_moment(model[2:], hidden), rtol=1e-4)
 
 
 def test_a_unit_gaussian_batch_never_reads_as_unnormalized_input():
@@ -435,14 +441,10 @@ def test_a_first_layer_fed_an_input_that_needs_no_gradient_is_measured_not_non_f
     ids = torch.randint(0, 10, (16,), generator=torch.Generator().manual_seed(0))
     report = initlab.check(model, ids)
     assert report.healthy, report.text()
-    # plain autograd: E[Δx²] at the first layer's input, for the probe's output direction
-    from initlab.schemes import DIRECTION_STREAM, stream_seed
-    x = F.one_hot(ids, 10).float().requires_grad_(True)
-    output = model.second(torch.relu(model.first(x)))
-    direction = torch.randn(output.shape, generator=torch.Generator().manual_seed(stream_seed(0, DIRECTION_STREAM)))
-    (grad,) = torch.autograd.grad(output, x, direction)
+    rest = nn.Sequential(model.first, nn.ReLU(), model.second)  # the model after its one-hot
     measured = report.result.to_frame().set_index("name").loc["first", "grad_var"]
-    np.testing.assert_allclose(measured, grad.double().square().mean().item(), rtol=1e-4)
+    np.testing.assert_allclose(measured, _plain_input_gradient_second_moment(rest, F.one_hot(ids, 10).float()),
+                               rtol=1e-4)
 
 
 def test_each_layer_verdict_is_its_chain_gain_against_the_interval_the_plot_draws():
