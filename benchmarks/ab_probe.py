@@ -1,4 +1,4 @@
-"""A/B of the probe's own cost against an earlier revision of ``initlab/probe.py``, in one process.
+"""A/B of the probe's own cost against an earlier revision of ``src/initlab/probe.py``, in one process.
 
     python benchmarks/ab_probe.py HEAD~1                   # 300 interleaved pairs, plain-30, 2×3×8×8 input
     python benchmarks/ab_probe.py 3e02f83 --pairs 80 --size 32 --batch 64
@@ -6,7 +6,7 @@
 
 Separate runs of ``run.py --only host`` cannot show a change of a few milliseconds: on this
 project's 2-core machine the bare pass alone moves by ~6 ms between processes. Here the
-revision's ``probe.py`` (``git show REV:initlab/probe.py``) is loaded as a second module beside the
+revision's ``probe.py`` (``git show REV:src/initlab/probe.py``) is loaded as a second module beside the
 working tree's, and the two probe the same model in alternating order, so that drift hits both
 alike. Prints the median probe time of each, the median of the per-pair ratios (new / old), and
 whether the two return the same statistics (``torch.equal``). Only ``probe.py`` is swapped: the
@@ -27,20 +27,24 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
 
 from run import plain_model  # noqa: E402
 
 
 def load_revision(revision: str, directory: Path):
-    """``initlab/probe.py`` at ``revision``, imported as ``initlab._probe_ab`` (relative imports
-    resolve in the working tree's package)."""
-    try:
-        source = subprocess.run(["git", "show", f"{revision}:initlab/probe.py"], cwd=ROOT, check=True,
-                                capture_output=True, text=True).stdout
-    except (subprocess.CalledProcessError, FileNotFoundError) as error:
-        stderr = getattr(error, "stderr", "") or str(error)
-        raise SystemExit(f"error: cannot read initlab/probe.py at {revision!r}: {stderr.strip().splitlines()[-1]}")
+    """``probe.py`` at ``revision``, imported as ``initlab._probe_ab`` (relative imports resolve in
+    the working tree's package). Revisions before the ``src/`` layout hold it at ``initlab/probe.py``."""
+    source = None
+    for location in ("src/initlab/probe.py", "initlab/probe.py"):
+        try:
+            source = subprocess.run(["git", "show", f"{revision}:{location}"], cwd=ROOT, check=True,
+                                    capture_output=True, text=True).stdout
+            break
+        except (subprocess.CalledProcessError, FileNotFoundError) as error:
+            stderr = getattr(error, "stderr", "") or str(error)
+    if source is None:
+        raise SystemExit(f"error: cannot read initlab's probe.py at {revision!r}: {stderr.strip().splitlines()[-1]}")
     path = directory / "probe_ab.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("initlab._probe_ab", path)
@@ -52,7 +56,7 @@ def load_revision(revision: str, directory: Path):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("revision", help="git revision whose initlab/probe.py is the 'old' side")
+    parser.add_argument("revision", help="git revision whose probe.py is the 'old' side")
     parser.add_argument("--pairs", type=int, default=300, help="interleaved pairs timed (default 300)")
     parser.add_argument("--size", type=int, default=8, help="input height and width (default 8)")
     parser.add_argument("--batch", type=int, default=2, help="batch size (default 2)")

@@ -267,3 +267,37 @@ def test_the_probe_prints_the_chain_gain_its_verdict_judges(capsys):
     gains = initlab.probe(lambda: plain_net(depth=8, width=16), x, init="xavier-fanin", seeds=1).gains()
     assert verdict.startswith(f"verdict: {gains['verdict']} ")
     assert f"worst forward {gains['forward_gain_layers']:.3g} at {gains['worst_forward_layer']!r}" in verdict
+
+
+def test_version_and_help_answer_without_importing_torch():
+    script = ("import sys; from initlab.cli import main\n"
+              "codes = [main(['--version']), main(['--help']), main(['-h']), main(['probe', '--help']), main([])]\n"
+              "print(codes, sorted(m for m in ('torch', 'pandas', 'matplotlib') if m in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines()[-1] == "[0, 0, 0, 0, 0] []"
+    assert "Usage: initlab [OPTIONS] COMMAND" in completed.stdout  # bare `initlab` prints the whole help
+    assert "Commands:" in completed.stdout or "probe" in completed.stdout.split("Usage: initlab [OPTIONS] COMMAND")[-1]
+
+
+def test_version_works_from_the_folder_that_holds_the_clone(tmp_path):
+    # `git clone …/initlab` and staying put: the clone's folder `initlab/` must not shadow the package
+    (tmp_path / "initlab" / "initlab").mkdir(parents=True)
+    (tmp_path / "initlab" / "README.md").write_text("a clone\n")
+    completed = subprocess.run([sys.executable, "-m", "initlab", "--version"], capture_output=True, text=True,
+                               timeout=60, cwd=tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.startswith("initlab 0.1.0 (torch ")
+
+
+def test_the_public_names_stay_functions_after_their_submodules_are_imported():
+    import initlab
+    import initlab.check  # noqa: F401  (the import machinery sets the submodule on the package)
+    import initlab.probe  # noqa: F401
+    from initlab.check import CheckReport
+    from initlab.probe import ProbeResult
+    assert callable(initlab.probe) and callable(initlab.check)
+    assert initlab.CheckReport is CheckReport and initlab.ProbeResult is ProbeResult
+    assert set(initlab.__all__) <= set(dir(initlab))
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        initlab.nonexistent

@@ -174,7 +174,7 @@ def test_benchmark_script_runs_and_reports_each_ratio_against_its_target(tmp_pat
     assert bad.returncode == 2 and "unknown benchmark nothing" in bad.stderr
 
 
-@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs a git checkout (reads initlab/probe.py at a revision)")
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs a git checkout (reads probe.py at a revision)")
 def test_ab_script_compares_a_revision_with_the_working_tree():
     script = str(ROOT / "benchmarks" / "ab_probe.py")
     result = subprocess.run([sys.executable, script, "HEAD", "--pairs", "3"], capture_output=True, text=True,
@@ -182,5 +182,5 @@ def test_ab_script_compares_a_revision_with_the_working_tree():
     assert result.returncode == 0, result.stderr
     assert "statistics equal: True" in result.stdout and "median per-pair ratio new / old:" in result.stdout
     bad = subprocess.run([sys.executable, script, "no-such-revision"], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 1 and bad.stderr.startswith("error: cannot read initlab/probe.py at 'no-such-revision'")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: cannot read initlab's probe.py at 'no-such-revision'")
     assert "Traceback" not in bad.stderr

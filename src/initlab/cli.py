@@ -13,25 +13,22 @@ import json
 import sys
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import pandas as pd
-import torch
 import typer
 
 from . import __version__
-from .activations import ACTIVATIONS, parse_activation
-from .data import DATASETS
-from .files import BackgroundWriter, atomic_write_text, check_writable_directory
-from .check import check
-from .models import BUILTIN_MODELS, ModelRecipe, load_factory
-from .probe import probe, resolve_device
-from .report import plot_variance_vs_depth
-from .inputs import example_batch
-from .schemes import SCHEMES, UndrawnWeightsWarning, apply_init, parse_scheme
-from .train import VERDICT_RULES
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from .files import BackgroundWriter
+
+# Library modules (and with them torch, pandas, matplotlib) are imported inside the commands, so
+# that --help and --version answer in a fraction of a second.
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings={"help_option_names": ["-h", "--help"]}, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="Does your network's initialization let signal and gradient through? "
                   "(He et al. 2015, 'Delving Deep into Rectifiers')")
 _state = {"debug": False}
@@ -43,7 +40,12 @@ DEFAULT_INITS = "xavier-fanin,kaiming"
 
 def _print_version(value: bool) -> None:
     if value:
-        typer.echo(f"initlab {__version__} (torch {torch.__version__})")
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            torch_version = version("torch")
+        except PackageNotFoundError:
+            torch_version = "not installed"
+        typer.echo(f"initlab {__version__} (torch {torch_version})")
         raise typer.Exit(0)
 
 
@@ -71,6 +73,8 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
 
 
 def _init_specs(init: str | None, mode: str | None, user_model: bool) -> list[str]:
+    from .schemes import parse_scheme
+
     specs = _split(init) if init else ([OWN_INIT] if user_model else _split(DEFAULT_INITS))
     if not specs:
         raise ValueError("--init is empty; give at least one scheme, e.g. kaiming")
@@ -92,12 +96,14 @@ def _check_range(name: str, value: int | None, low: int, high: int) -> None:
 
 
 def _fmt(value: float) -> str:
+    import pandas as pd
+
     if value is None or pd.isna(value):
         return "-"
     return f"{value:.3g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
 
 
-def _table(summary: pd.DataFrame) -> str:
+def _table(summary: "pd.DataFrame") -> str:
     columns = {
         "index": "#", "name": "layer", "kind": "kind", "fan_in": "fan_in", "slope": "slope", "var_w": "Var[w]",
         "forward_factor": "factor", "var_y": "E[y²]", "var_y_pred": "pred", "log10_ratio_forward": "log10 m/p",
@@ -155,6 +161,14 @@ def probe_command(
       initlab probe --model mypkg.text:build --input-factory mypkg.text:batch
       initlab probe --seeds 64 --batched on --device cuda   # 64 seeds in one stacked pass
     """
+    import torch
+
+    from .activations import parse_activation
+    from .files import check_writable_directory
+    from .inputs import example_batch
+    from .models import ModelRecipe, load_factory
+    from .probe import probe, resolve_device
+
     if output_format not in ("table", "json", "csv"):
         raise ValueError(f"--format must be table, json or csv, got {output_format!r}")
     if batched not in ("auto", "on", "off"):
@@ -225,7 +239,9 @@ def probe_command(
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
 
 
-def _instance(factory) -> torch.nn.Module:
+def _instance(factory) -> "torch.nn.Module":
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return factory()
@@ -265,6 +281,15 @@ def check_command(
 
     A user factory is called after torch.manual_seed(0), so its own init gives the same weights each run.
     """
+    import torch
+
+    from .check import check
+    from .files import atomic_write_text, check_writable_directory
+    from .inputs import example_batch
+    from .models import ModelRecipe, load_factory
+    from .probe import resolve_device
+    from .schemes import UndrawnWeightsWarning, apply_init, parse_scheme
+
     if output_format not in ("text", "json"):
         raise ValueError(f"--format must be text or json, got {output_format!r}")
     if input_factory is not None and input_shape is not None:
@@ -310,8 +335,10 @@ def check_command(
         raise typer.Exit(1)
 
 
-def _tagged(results: dict, frame_of) -> pd.DataFrame:
+def _tagged(results: dict, frame_of) -> "pd.DataFrame":
     """Return the frames ``frame_of(result)`` of several probe results, tagged with init and act."""
+    import pandas as pd
+
     frames = []
     for result in results.values():
         frame = frame_of(result)
@@ -321,11 +348,14 @@ def _tagged(results: dict, frame_of) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _combined_frame(results: dict) -> pd.DataFrame:
+def _combined_frame(results: dict) -> "pd.DataFrame":
     return _tagged(results, lambda result: result.to_frame())
 
 
 def _write_outputs(results: dict, out: Path, model: str) -> list[Path]:
+    from .files import atomic_write_text
+    from .report import plot_variance_vs_depth
+
     documents = [result.to_dict() for result in results.values()]
     return [
         atomic_write_text(out / "probe.csv", _combined_frame(results).to_csv(index=False)),
@@ -353,17 +383,19 @@ def _progress_printer(label: str, enabled: bool):
     return on_step
 
 
-def _write_history(directory: Path, history: pd.DataFrame, slopes: pd.DataFrame) -> None:
+def _write_history(directory: Path, history: "pd.DataFrame", slopes: "pd.DataFrame") -> None:
+    from .files import atomic_write_text
+
     atomic_write_text(directory / "history.csv", history.to_csv(index=False))
     atomic_write_text(directory / "history.json", history.to_json(orient="records", indent=2))
     if not slopes.empty:
         atomic_write_text(directory / "slopes.csv", slopes.to_csv(index=False))
 
 
-def _history_writer(directory: Path, writes: BackgroundWriter):
+def _history_writer(directory: Path, writes: "BackgroundWriter"):
     """``on_epoch`` for ``train``: the epoch's history and slope files, written by ``writes`` in the
     background while the next epoch trains (the frames are new each epoch, nothing changes them)."""
-    def on_epoch(history: pd.DataFrame, slopes: pd.DataFrame) -> None:
+    def on_epoch(history: "pd.DataFrame", slopes: "pd.DataFrame") -> None:
         writes.submit(_write_history, directory, history, slopes)
     return on_epoch
 
@@ -372,13 +404,15 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-def _start_distributed() -> tuple[int, int, torch.device | None]:
+def _start_distributed() -> "tuple[int, int, torch.device | None]":
     """Join the process group when launched by torchrun; return (rank, world size, device)."""
     import os
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, None
+    import torch
     import torch.distributed as dist
+
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
@@ -424,9 +458,13 @@ def train_command(
       initlab train --dataset npz:data.npz --model mlp --depth 8 --width 128
       torchrun --nproc_per_node=2 -m initlab train --depth 22 --out reports/ddp
     """
+    from .activations import parse_activation
     from .data import load_dataset
+    from .files import BackgroundWriter, atomic_write_text, check_writable_directory
+    from .models import ModelRecipe
+    from .probe import resolve_device
     from .report import plot_training_curves
-    from .train import TrainConfig, slope_table, train_scheme
+    from .train import VERDICT_RULES, TrainConfig, slope_table, train_scheme
 
     if output_format not in ("table", "json"):
         raise ValueError(f"--format must be table or json, got {output_format!r}")
@@ -501,6 +539,8 @@ def reproduce_command(
       table2   14 layers, ReLU vs PReLU (shared, channel-wise), 3 seeds  (paper: PReLU lower error)
       table1   the learned PReLU slopes per layer  (paper: first layer's slope largest)
     """
+    from .files import atomic_write_text, check_writable_directory
+    from .probe import resolve_device
     from .reproduce import reproduce, write_paper_report
 
     target = resolve_device(device)
@@ -557,6 +597,7 @@ def report_command(
       initlab report --out reports/mynet --from reports/probe --from reports/fig3
       initlab report --out reports/default          # runs the default probe and training first
     """
+    from .files import check_writable_directory
     from .report import load_probe_folder, load_train_folder, probe_section, report_header, training_section, write_html
 
     check_writable_directory(out)
@@ -583,6 +624,11 @@ def report_command(
 @app.command("list")
 def list_command(what: str = typer.Argument("all", help="schemes, activations, models or all")) -> None:
     """List the registered init schemes, activations and models."""
+    from .activations import ACTIVATIONS
+    from .data import DATASETS
+    from .models import BUILTIN_MODELS
+    from .schemes import SCHEMES
+
     tables = {
         "schemes": {name: spec.summary for name, spec in SCHEMES.items()},
         "activations": {name: description for name, (_, description) in ACTIVATIONS.items()},
@@ -628,6 +674,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         # click's UsageError (bad option, missing value): vendored inside typer or not, it carries
         # exit_code 2 and format_message().
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare `initlab`: the help, whole, as click prints it
+            typer.echo(error.format_message())
+            return 0
         if getattr(error, "exit_code", None) == 2 and hasattr(error, "format_message"):
             typer.echo(f"error: {error.format_message().splitlines()[0]}", err=True)
             return 2
