@@ -216,6 +216,15 @@ def test_reproduce_quick_writes_every_table_and_figure(capsys, tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "table1: learned PReLU slopes" in out
     assert "QUICK SMOKE RUN" in (tmp_path / "index.html").read_text(encoding="utf-8")
+    # each heading says what ran, and the quick runs differ from one another
+    ran = [line.strip() for line in out.splitlines() if line.strip().startswith("run here:")]
+    assert ran == ["run here: depth 8, width 32, 3 epochs, lr 0.001, seed 0 (quick smoke run: not the claim)",
+                   "run here: depth 6, width 32, 3 epochs, lr 0.001, seed 0 (quick smoke run: not the claim)",
+                   "run here: depth 5, width 32, 3 epochs, lr 0.001, seed 0 (quick smoke run: not the claim)"]
+    assert "30-layer" not in out and "3 seeds" not in out and "NaN" not in out
+    figure3, figure2 = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("figure3", "figure2"))
+    assert not figure3["val error"].equals(figure2["val error"])
+    assert (figure3["seeds"] == 1).all()
 
 
 def test_version(capsys):

@@ -527,7 +527,7 @@ def train_command(
 def reproduce_command(
     out: Path = typer.Option(Path("reports/paper"), "--out", help="Where the tables, curves and runs go."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    quick: bool = typer.Option(False, "--quick", help="3 epochs, one seed, ≤ 8 layers: a smoke test, not the claims."),
+    quick: bool = typer.Option(False, "--quick", help="3 epochs, one seed, 5–8 layers: a smoke test, not the claims."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Reproduce the paper's training claims at CPU scale (Figures 2 and 3, Tables 1 and 2).
@@ -541,7 +541,7 @@ def reproduce_command(
     """
     from .files import atomic_write_text, check_writable_directory
     from .probe import resolve_device
-    from .reproduce import reproduce, write_paper_report
+    from .reproduce import describe_run, format_comparison, reproduce, write_paper_report
 
     target = resolve_device(device)
     check_writable_directory(out)
@@ -551,9 +551,9 @@ def reproduce_command(
     def report(name: str, part: dict) -> None:
         experiment, table = part["experiment"], part["table"]
         typer.echo(f"\n== {name}: {experiment.claim}")
-        typer.echo(f"   depth {experiment.depth}, width {experiment.width}, {experiment.epochs} epochs, "
-                   f"lr {experiment.lr}, seeds {list(experiment.seeds)}")
-        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        typer.echo(f"   run here: {describe_run(experiment)}"
+                   + (" (quick smoke run: not the claim)" if quick else ""))
+        typer.echo(format_comparison(table, experiment.epochs))
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
         summary[name] = {"claim": experiment.claim, "table": table.to_dict("records"),
                          "runs": {label: [r.to_dict() for r in runs] for label, runs in part["results"].items()}}

@@ -22,7 +22,11 @@ from .train import VERDICT_RULES, TrainConfig, TrainResult, slope_table, train_s
 
 @dataclass(frozen=True)
 class Experiment:
-    """One comparison: a depth and activation, several inits or activations, one or more seeds."""
+    """One comparison: a depth and activation, several inits or activations, one or more seeds.
+
+    ``claim`` is the paper's statement, with the paper's depth; the depth run here is ``depth``
+    (``quick_depth`` in a quick smoke run, distinct per experiment so that no two print the same run).
+    """
 
     name: str
     claim: str
@@ -33,17 +37,39 @@ class Experiment:
     lr: float = 0.001
     width: int = 32
     stages: int = 1
+    quick_depth: int = 8
+
+    def quick(self) -> "Experiment":
+        """Return the smoke-test form: 3 epochs, the first seed, ``quick_depth`` layers."""
+        return replace(self, epochs=min(self.epochs, QUICK_EPOCHS), seeds=self.seeds[:1],
+                       depth=min(self.depth, self.quick_depth))
 
 
+QUICK_EPOCHS = 3
 EXPERIMENTS = (
-    Experiment("figure3", "30-layer plain ReLU net: Xavier stalls, He converges (paper Fig. 3)", 30,
-               (("xavier-fanin", "relu"), ("kaiming", "relu"))),
-    Experiment("figure2", "22-layer plain ReLU net: both converge, He starts reducing error earlier (paper Fig. 2)",
-               22, (("xavier-fanin", "relu"), ("kaiming", "relu"))),
-    Experiment("table2", "ReLU vs PReLU, 14 layers, 3 seeds: PReLU reaches lower error (paper Table 2)", 14,
-               (("kaiming", "relu"), ("kaiming", "prelu-shared"), ("kaiming", "prelu")), seeds=(0, 1, 2),
-               epochs=10),
+    Experiment("figure3", "plain ReLU net, 30 layers in the paper: Xavier stalls, He converges (paper Fig. 3)", 30,
+               (("xavier-fanin", "relu"), ("kaiming", "relu")), quick_depth=8),
+    Experiment("figure2", "plain ReLU net, 22 layers in the paper: both converge, He starts reducing error earlier "
+               "(paper Fig. 2)", 22, (("xavier-fanin", "relu"), ("kaiming", "relu")), quick_depth=6),
+    Experiment("table2", "ReLU vs PReLU (channel-shared, channel-wise): PReLU reaches lower error (paper Table 2)",
+               14, (("kaiming", "relu"), ("kaiming", "prelu-shared"), ("kaiming", "prelu")), seeds=(0, 1, 2),
+               epochs=10, quick_depth=5),
 )
+
+
+def describe_run(experiment: Experiment) -> str:
+    """Return the settings actually run, e.g. 'depth 30, width 32, 20 epochs, lr 0.001, seeds 0, 1, 2'."""
+    return (f"depth {experiment.depth}, width {experiment.width}, {experiment.epochs} epochs, lr {experiment.lr}, "
+            f"seed{'s' if len(experiment.seeds) > 1 else ''} {', '.join(map(str, experiment.seeds))}")
+
+
+def format_comparison(table: pd.DataFrame, epochs: int) -> str:
+    """Return ``table`` as text: errors to 3 decimals, the first epoch as a whole number, or 'never in
+    N epochs' where no epoch got below half the chance error."""
+    column = "first epoch below ½ chance error"
+    shown = table.copy()
+    shown[column] = [f"never in {epochs}" if pd.isna(v) else f"{v:g}" for v in table[column]]
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.3f}")
 
 
 def run_experiment(experiment: Experiment, dataset: Dataset, *, device=None, out: Path | None = None,
@@ -115,7 +141,7 @@ def learned_slopes(results: dict[str, list[TrainResult]]) -> pd.DataFrame:
 def reproduce(*, device=None, out: Path | None = None, quick: bool = False,
               on_run: Callable[[str], Callable | None] | None = None,
               on_experiment: Callable[[str, dict], None] | None = None) -> dict:
-    """Run every experiment (``quick``: 3 epochs, one seed, a smoke test); return results and tables.
+    """Run every experiment (``quick``: 3 epochs, one seed, 5–8 layers, a smoke test); return results and tables.
 
     ``on_run(label)`` may return an ``on_step`` callback for that run; ``on_experiment(name, part)``
     is called as each experiment finishes.
@@ -124,7 +150,7 @@ def reproduce(*, device=None, out: Path | None = None, quick: bool = False,
     outcome = {}
     for experiment in EXPERIMENTS:
         if quick:
-            experiment = replace(experiment, epochs=3, seeds=experiment.seeds[:1], depth=min(experiment.depth, 8))
+            experiment = experiment.quick()
         results = run_experiment(experiment, dataset, device=device, out=out, on_run=on_run)
         outcome[experiment.name] = {"experiment": experiment, "results": results,
                                     "table": comparison_table(results, dataset.num_classes)}
@@ -172,7 +198,7 @@ def write_paper_report(outcome: dict, out: Path, quick: bool) -> Path:
         heading = name.replace("figure", "Figure ").replace("table", "Table ")
         sections.append(training_section({label: runs[0] for label, runs in part["results"].items()}, out / name,
                                          f"{heading}: {experiment.claim}",
-                                         f"Depth {experiment.depth}, curves of seed 0; " + scale,
+                                         f"Run here: {describe_run(experiment)}; curves of seed 0. " + scale,
                                          figure_title=f"{experiment.depth}-layer plain net on digits, seed 0"))
     sections.append(paper_tables_section(outcome["table2"]["table"], outcome["table1"], out / "tables", scale))
     sections.append(Section("Verdict rules", VERDICT_RULES))
