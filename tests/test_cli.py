@@ -248,7 +248,7 @@ def test_report_with_no_runs_calls_the_commands_with_every_option_set(monkeypatc
             calls[_name] = set(inspect.signature(_original).parameters) - set(bound.arguments)
             calls[_name] |= {k for k, v in bound.arguments.items() if isinstance(v, typer.models.OptionInfo)}
         monkeypatch.setattr(cli, name, record)
-    cli._run_defaults(tmp_path, show=False)
+    cli._run_defaults(tmp_path, quiet=True)
     assert calls == {"probe_command": set(), "train_command": set()}
 
 
@@ -310,3 +310,16 @@ def test_the_public_names_stay_functions_after_their_submodules_are_imported():
     assert set(initlab.__all__) <= set(dir(initlab))
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         initlab.nonexistent
+
+
+def test_long_work_reports_progress_on_stderr_when_piped_unless_quiet(capsys):
+    code, out, err = run(capsys, *SMALL, "--init", "kaiming")  # capsys: stderr is not a terminal, as in a pipe
+    assert code == 0
+    assert err.splitlines() == [line for line in err.splitlines() if line.startswith("probing mlp · kaiming / relu · seeds: ")]
+    assert [line.split(": ")[1].split()[0] for line in err.splitlines()] == ["1/2", "2/2"]
+    assert "\r" not in err and "seeds: 1/2" not in out
+    code, _, err = run(capsys, *SMALL, "--init", "kaiming", "--quiet")
+    assert code == 0 and err == ""
+    code, _, err = run(capsys, "train", "--depth", "6", "--width", "8", "--epochs", "2")
+    assert code == 0 and err.splitlines()[0].startswith("training kaiming · steps: 1/")
+    assert err.splitlines()[-1].startswith("training kaiming · steps: ") and len(err.splitlines()) <= 5

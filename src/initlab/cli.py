@@ -149,6 +149,7 @@ def probe_command(
     output_format: str = typer.Option("table", "--format", help="table, json or csv."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write probe.csv, summary.csv, probe.json and "
                                        "variance_vs_depth.png here."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress on stderr."),
 ) -> None:
     """Probe a network's per-layer signal and gradient against the paper's variance chain.
 
@@ -203,7 +204,7 @@ def probe_command(
         else:  # a user model is built once to see whether it takes token ids
             example = example_batch(_instance(factory) if user_model else None, recipe.example_shape(), batch_size)
         label = f"{init_spec} / {act_spec}" if not user_model else init_spec
-        progress = _progress_printer(f"probing {model} · {label} · seeds", sys.stderr.isatty())
+        progress = _progress_printer(f"probing {model} · {label} · seeds", _progress_style(quiet))
         config = {"model": model, "depth": depth, "width": width, "act": act_spec if not user_model else None,
                   "stages": stages if model == "plain" else None, "torch": torch.__version__,
                   "input": "N(0, 1), its own generator stream"}
@@ -370,16 +371,33 @@ def _write_outputs(results: dict, out: Path, model: str) -> list[Path]:
 TRAIN_DEFAULTS = dict(depth=30, width=32, stages=1, epochs=20, lr=0.001)
 
 
-def _progress_printer(label: str, enabled: bool):
-    """Return an on_step callback drawing a one-line progress bar on stderr, or None."""
-    if not enabled:
+def _progress_style(quiet: bool) -> str | None:
+    """Return how long work shows progress on stderr: a redrawn bar on a terminal, a line per
+    quarter of the work when stderr is a file or a pipe (CI logs, ``| tee``), nothing with --quiet."""
+    if quiet:
         return None
+    return "bar" if sys.stderr.isatty() else "lines"
+
+
+def _progress_printer(label: str, style: str | None):
+    """Return an on_step(step, total) callback drawing progress on stderr in ``style``, or None."""
+    if style is None:
+        return None
+    import time
+    started = time.perf_counter()
+    quarters_shown = set()
 
     def on_step(step: int, total: int) -> None:
-        if step == total or step % max(1, total // 50) == 0:
-            filled = int(30 * step / total)
-            typer.echo(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {step}/{total}", err=True,
-                       nl=step == total)
+        if style == "bar":
+            if step == total or step % max(1, total // 50) == 0:
+                filled = int(30 * step / total)
+                typer.echo(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {step}/{total}", err=True,
+                           nl=step == total)
+            return
+        quarter = 4 * step // total
+        if step == 1 or (quarter not in quarters_shown and quarter > 0):
+            quarters_shown.add(quarter)
+            typer.echo(f"{label}: {step}/{total} ({time.perf_counter() - started:.1f} s)", err=True)
     return on_step
 
 
@@ -447,7 +465,7 @@ def train_command(
     output_format: str = typer.Option("table", "--format", help="table or json."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write history, slopes, checkpoints and curves.png here."),
     resume: bool = typer.Option(False, "--resume", help="Continue each run from its checkpoint under --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress on stderr."),
 ) -> None:
     """Train briefly and say whether each init converges, stalls or diverges.
 
@@ -485,7 +503,7 @@ def train_command(
     factory = recipe.factory()
     if out is not None and rank == 0:
         check_writable_directory(out)
-    show_progress = rank == 0 and not quiet and sys.stderr.isatty()
+    progress_style = _progress_style(quiet) if rank == 0 else None
     results = {}
     with BackgroundWriter("initlab-history") as history_writes:  # on disk when the block is left, Ctrl-C too
         for init_spec in inits:
@@ -496,7 +514,7 @@ def train_command(
                 factory, None if init_spec == OWN_INIT else init_spec, data, config, device=target,
                 checkpoint=directory / "checkpoint.pt" if directory is not None else None,
                 resume=resume and directory is not None and (directory / "checkpoint.pt").exists(),
-                on_step=_progress_printer(init_spec, show_progress),
+                on_step=_progress_printer(f"training {init_spec} · steps", progress_style),
                 on_epoch=_history_writer(directory, history_writes) if directory is not None and rank == 0 else None)
             results[init_spec].config.update({"model": model, "depth": depth, "width": width, "stages": stages,
                                               "act": act, "dataset": dataset, "device": str(target),
@@ -528,7 +546,7 @@ def reproduce_command(
     out: Path = typer.Option(Path("reports/paper"), "--out", help="Where the tables, curves and runs go."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     quick: bool = typer.Option(False, "--quick", help="3 epochs, one seed, 5–8 layers: a smoke test, not the claims."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress on stderr."),
 ) -> None:
     """Reproduce the paper's training claims at CPU scale (Figures 2 and 3, Tables 1 and 2).
 
@@ -545,7 +563,7 @@ def reproduce_command(
 
     target = resolve_device(device)
     check_writable_directory(out)
-    show = not quiet and sys.stderr.isatty()
+    style = _progress_style(quiet)
     summary = {}
 
     def report(name: str, part: dict) -> None:
@@ -558,7 +576,7 @@ def reproduce_command(
         summary[name] = {"claim": experiment.claim, "table": table.to_dict("records"),
                          "runs": {label: [r.to_dict() for r in runs] for label, runs in part["results"].items()}}
 
-    outcome = reproduce(device=target, out=out, quick=quick, on_run=lambda label: _progress_printer(label, show),
+    outcome = reproduce(device=target, out=out, quick=quick, on_run=lambda label: _progress_printer(f"{label} · steps", style),
                         on_experiment=report)
     typer.echo("\n== table1: learned PReLU slopes at the end of training (seed 0)")
     typer.echo(outcome["table1"].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
@@ -570,17 +588,17 @@ def reproduce_command(
     typer.echo(f"wrote {out}/{{figure3,figure2,table2,table1}}.csv and reproduce.json", err=True)
 
 
-def _run_defaults(out: Path, show: bool) -> None:
+def _run_defaults(out: Path, quiet: bool) -> None:
     """Run the default probe and the Figure-3 training into ``out`` (for a report with no --from)."""
     # every parameter given: a typer command called as a function gets OptionInfo objects for the rest
     probe_command(model="plain", depth=None, width=None, input_shape=None, input_factory=None, init=None, act="relu",
                   mode=None, seeds=3, batched="auto", batch_size=64, stages=3, device="auto", output_format="json",
-                  out=out / "probe-run")
+                  out=out / "probe-run", quiet=quiet)
     train_command(model="plain", depth=TRAIN_DEFAULTS["depth"], width=TRAIN_DEFAULTS["width"],
                   stages=TRAIN_DEFAULTS["stages"], act="relu", init="kaiming", compare="xavier-fanin,kaiming",
                   dataset="digits", input_shape=None, epochs=TRAIN_DEFAULTS["epochs"], lr=TRAIN_DEFAULTS["lr"],
                   steps=None, batch_size=64, momentum=0.9, weight_decay=5e-4, schedule="step", seed=0, device="auto",
-                  output_format="json", out=out / "train-run", resume=False, quiet=not show)
+                  output_format="json", out=out / "train-run", resume=False, quiet=quiet)
 
 
 @app.command("report")
@@ -588,7 +606,7 @@ def report_command(
     out: Path = typer.Option(..., "--out", help="Folder of the report (index.html, PNGs, CSV/JSON)."),
     sources: list[Path] = typer.Option([], "--from", help="An output folder of initlab probe or train; "
                                        "repeatable. Without it, the default probe and Figure-3 training are run."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress on stderr."),
 ) -> None:
     """Write a self-contained HTML report (figures embedded, data files beside it).
 
@@ -604,9 +622,8 @@ def report_command(
     command = "initlab report --out " + str(out) + "".join(f" --from {s}" for s in sources)
     sections = []
     if not sources:
-        show = not quiet and sys.stderr.isatty()
         with contextlib.redirect_stdout(io.StringIO()):  # their results go into the report, not the terminal
-            _run_defaults(out, show)
+            _run_defaults(out, quiet)
         sources = [out / "probe-run", out / "train-run"]
     for source in sources:
         if (source / "probe.csv").is_file():
