@@ -267,8 +267,8 @@ def test_a_package_in_the_working_directory_is_importable_as_with_python_m(monke
 
 def test_the_probe_prints_the_chain_gain_its_verdict_judges(capsys):
     assert main(["probe", "--depth", "8", "--seeds", "1", "--init", "xavier-fanin"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    verdict = next(line for line in lines if line.startswith("verdict: "))
+    out = capsys.readouterr().out.replace("\n  ", " ")  # the footer wraps at 100 columns, continuation indented
+    verdict = next(line for line in out.splitlines() if line.startswith("verdict: "))
     from initlab.models import plain_net  # the same probe in Python: the printed gain is the judged one
     import initlab
     from initlab.schemes import INPUT_STREAM, stream_seed
@@ -323,3 +323,13 @@ def test_long_work_reports_progress_on_stderr_when_piped_unless_quiet(capsys):
     code, _, err = run(capsys, "train", "--depth", "6", "--width", "8", "--epochs", "2")
     assert code == 0 and err.splitlines()[0].startswith("training kaiming · steps: 1/")
     assert err.splitlines()[-1].startswith("training kaiming · steps: ") and len(err.splitlines()) <= 5
+
+
+def test_the_probe_table_fits_a_100_column_terminal(capsys):
+    assert main(["probe", "--depth", "8", "--seeds", "1", "--init", "kaiming", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    header = next(line for line in lines if line.startswith("layer"))
+    assert header.split() == ["layer", "kind", "fan_in", "factor", "E[y²]", "pred", "in", "band", "E[Δx²]", "pred",
+                              "in", "band", "verdict"]
+    assert "NaN" not in "\n".join(lines)

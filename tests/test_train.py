@@ -170,7 +170,7 @@ def test_a_failed_checkpoint_write_is_raised_not_lost(digits, tmp_path, monkeypa
 
 def test_resume_refuses_other_settings_and_foreign_files(digits, tmp_path):
     train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1, seed=0), checkpoint=tmp_path / "c.pt")
-    with pytest.raises(ValueError, match="different settings.*lr"):
+    with pytest.raises(ValueError, match=r"different settings: lr 0\.02 in the checkpoint, 0\.5 now \("):
         train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1, seed=0, lr=0.5), checkpoint=tmp_path / "c.pt",
                      resume=True)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -236,3 +236,15 @@ def test_a_step_budget_replaces_epochs(digits):
     assert len(result.history) == 2  # 23 steps per epoch of digits at batch 64: one full epoch and a partial one
     with pytest.raises(ValueError, match="steps must be at least 1"):
         TrainConfig(steps=0)
+
+
+def test_history_lr_is_the_rate_of_the_epochs_first_and_last_step(digits):
+    config = TrainConfig(epochs=4, seed=0, lr=0.01, schedule="step")
+    result = train_scheme(_factory, "kaiming", digits, config)
+    steps_per_epoch = math.ceil(len(digits.train_x) / config.batch_size)
+    total = 4 * steps_per_epoch
+    for row in result.history.itertuples():
+        first_step, last_step = (row.epoch - 1) * steps_per_epoch, row.epoch * steps_per_epoch - 1
+        assert row.lr == learning_rate(config, first_step, total)
+        assert row.lr_end == learning_rate(config, last_step, total)
+    assert list(result.history["lr"]) == [0.01, 0.01, 0.001, 0.0001]  # ÷10 at 50 % and 75 %: epochs 3 and 4 start there

@@ -104,17 +104,23 @@ def _fmt(value: float) -> str:
 
 
 def _table(summary: "pd.DataFrame") -> str:
+    """The probe's per-layer table, about 90 characters wide: the chain factor, then forward and
+    backward second moments with their predictions and band test, then the verdict (the CSV and JSON
+    carry every column, slope, Var[w] and log10 measured/predicted included)."""
     columns = {
-        "index": "#", "name": "layer", "kind": "kind", "fan_in": "fan_in", "slope": "slope", "var_w": "Var[w]",
-        "forward_factor": "factor", "var_y": "E[y²]", "var_y_pred": "pred", "log10_ratio_forward": "log10 m/p",
-        "within_band_forward": "in band", "grad_var": "E[Δx²]", "grad_var_pred": "pred ",
-        "log10_ratio_backward": "log10 m/p ", "within_band_backward": "in band ", "verdict": "verdict",
+        "name": "layer", "kind": "kind", "fan_in": "fan_in", "forward_factor": "factor", "var_y": "E[y²]",
+        "var_y_pred": "pred", "within_band_forward": "in band", "grad_var": "E[Δx²]", "grad_var_pred": "pred ",
+        "within_band_backward": "in band ", "verdict": "verdict",
     }
     table = summary[list(columns)].rename(columns=columns)
-    formatters = {name: _fmt for name in ("slope", "Var[w]", "factor", "E[y²]", "pred", "E[Δx²]", "pred ")}
-    formatters.update({name: (lambda v: f"{v:+.2f}") for name in ("log10 m/p", "log10 m/p ")})
+    formatters = {name: _fmt for name in ("factor", "E[y²]", "pred", "E[Δx²]", "pred ")}
     formatters.update({name: (lambda v: "yes" if v else "NO") for name in ("in band", "in band ")})
     return table.to_string(index=False, formatters=formatters)
+
+
+def _wrapped(text: str) -> str:
+    import textwrap
+    return textwrap.fill(text, width=100, subsequent_indent="  ", break_on_hyphens=False)
 
 
 @app.command("probe")
@@ -224,17 +230,20 @@ def probe_command(
             typer.echo(f"\n== {model} · init {config['init']} · act {config.get('act') or 'own'} · "
                        f"{len(config['seeds'])} seed(s) · batch {config['batch_size']} · {config['device']}")
             typer.echo(_table(result.summary()))
-            typer.echo(f"forward gain E[y_L²]/E[y_1²]: {_fmt(gains['forward_gain'])} (predicted "
-                       f"{_fmt(gains['forward_gain_pred'])}) · backward gain E[Δx_1²]/E[Δx_L²]: "
-                       f"{_fmt(gains['backward_gain'])} (predicted {_fmt(gains['backward_gain_pred'])})")
-            typer.echo(f"verdict: {gains['verdict']} · judged on the chain gain through the layers' own steps "
-                       f"(normalizations, pools and strides divided out): worst forward "
-                       f"{_fmt(gains['forward_gain_layers'])} at {gains['worst_forward_layer']!r} "
-                       f"({gains['verdict_forward']}), worst backward {_fmt(gains['backward_gain_layers'])} at "
-                       f"{gains['worst_backward_layer']!r} ({gains['verdict_backward']}); He's init gives 1")
-        typer.echo(f"\n{documents[0]['config']['direction']}; E[·²] = second moment over all elements, geometric "
-                   "mean over seeds; 'in band': measured within the finite-width 3σ band of the chain's prediction "
-                   "(is the theory right?), a test apart from the verdict (does the signal get through?)")
+            typer.echo(_wrapped(f"forward gain E[y_L²]/E[y_1²]: {_fmt(gains['forward_gain'])} (predicted "
+                                f"{_fmt(gains['forward_gain_pred'])}) · backward gain E[Δx_1²]/E[Δx_L²]: "
+                                f"{_fmt(gains['backward_gain'])} (predicted {_fmt(gains['backward_gain_pred'])})"))
+            typer.echo(_wrapped(f"verdict: {gains['verdict']} · judged on the chain gain through the layers' own "
+                                f"steps (normalizations, pools and strides divided out): worst forward "
+                                f"{_fmt(gains['forward_gain_layers'])} at {gains['worst_forward_layer']!r} "
+                                f"({gains['verdict_forward']}), worst backward "
+                                f"{_fmt(gains['backward_gain_layers'])} at {gains['worst_backward_layer']!r} "
+                                f"({gains['verdict_backward']}); He's init gives 1"))
+        typer.echo("\n" + _wrapped(f"{documents[0]['config']['direction']}; E[·²] = second moment over all "
+                                   "elements, geometric mean over seeds; factor = ½(1+a²)·n·Var[w], the layer's "
+                                   "step of the chain; 'in band': measured within the finite-width 3σ band of the "
+                                   "chain's prediction (is the theory right?), a test apart from the verdict (does "
+                                   "the signal get through?)"))
     if out is not None:
         written = _write_outputs(results, out, model)
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
@@ -528,7 +537,10 @@ def train_command(
         for label, result in results.items():
             typer.echo(f"\n== {model} depth {depth} · act {act} · init {label} · {dataset} · seed {seed} · "
                        f"{world} process(es) on {target}")
-            table = result.history[["epoch", "train_loss", "train_error", "val_error", "lr", "seconds"]]
+            table = result.history[["epoch", "train_loss", "train_error", "val_error", "seconds"]].copy()
+            table.insert(4, "lr (first→last step)", [f"{first:.3g}" if first == last else f"{first:.3g}→{last:.3g}"
+                                                      for first, last in zip(result.history["lr"],
+                                                                             result.history["lr_end"])])
             typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             if not result.slopes.empty:
                 typer.echo("learned PReLU slopes (last epoch; mean and spread over channels):")

@@ -280,8 +280,11 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
         state = load_checkpoint(checkpoint)
         saved = state.get("config", {})
         if saved and saved != asdict(config):
-            changed = sorted(k for k in saved if saved.get(k) != asdict(config).get(k))
-            raise ValueError(f"--resume: checkpoint was written with different settings ({', '.join(changed)})")
+            now = asdict(config)
+            changed = [f"{key} {saved.get(key)!r} in the checkpoint, {now.get(key)!r} now"
+                       for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
+            raise ValueError(f"--resume: checkpoint was written with different settings: {'; '.join(changed)} "
+                             "(run with the checkpoint's settings, or a new --out)")
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
@@ -309,6 +312,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
                 if step >= total_steps:
                     break
                 rate = learning_rate(config, step, total_steps)
+                if batch == 0:
+                    first_rate = rate
                 for group in optimizer.param_groups:
                     group["lr"] = rate
                 batch_indices = order[batch * config.batch_size:(batch + 1) * config.batch_size]
@@ -335,7 +340,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
             summary = torch.cat([totals, torch.stack([val_loss, val_errors.float()])]).cpu().tolist()  # one sync
             history.append({"epoch": epoch, "train_loss": summary[0] / summary[2],
                             "train_error": summary[1] / summary[2], "val_loss": summary[3] / len(val_x),
-                            "val_error": summary[4] / len(val_x), "lr": rate, "seconds": time.perf_counter() - started})
+                            "val_error": summary[4] / len(val_x), "lr": first_rate, "lr_end": rate,
+                            "seconds": time.perf_counter() - started})
             slopes += _finish_slopes(slope_stub, slope_values)
             if writer is not None:
                 writer.wait()  # the previous epoch's file first: one snapshot in memory at a time
