@@ -310,7 +310,7 @@ def test_plain30_xavier_over_kaiming_measured_gain_is_two_to_minus_29(plain30):
 def test_plain30_padding_factor_is_the_measured_border_loss(plain30):
     summary = plain30["kaiming"].summary()
     by_stage = summary.groupby(summary["fan_in"].clip(upper=600))["padding_factor"].mean()
-    # 32×32, 16×16, 8×8 maps: smaller maps lose more at the borders (THEORY.md §2: a few % to ~10 %)
+    # 32×32, 16×16, 8×8 maps: smaller maps lose more at the borders (docs/theory.md: a few % to ~10 %)
     convs = summary[summary["kind"] == "conv"]
     assert convs["padding_factor"].between(0.85, 0.99).all()
     assert convs["padding_factor"].iloc[-1] < convs["padding_factor"].iloc[1]

@@ -31,7 +31,7 @@ def test_kappa_is_relative_variance_of_rectified_square(slope, expected):
     y = torch.randn(4_000_000, generator=_generator(2), dtype=torch.float64)
     squared = F.leaky_relu(y, slope).square()
     measured = (squared.var() / squared.mean().square()).item()
-    assert theory.kappa(slope) == pytest.approx(expected, abs=0.005)  # THEORY.md's quoted values
+    assert theory.kappa(slope) == pytest.approx(expected, abs=0.005)  # the values docs/theory.md quotes (5 for ReLU, 2 linear)
     assert measured == pytest.approx(theory.kappa(slope), rel=0.03)  # 4th-moment estimate: ~1% std at N=4e6
 
 

@@ -165,7 +165,7 @@ def probe_command(
       initlab probe --depth 22 --act relu,prelu --init kaiming --out reports/probe22
       initlab probe --model mlp --depth 50 --width 512 --init torch-default --format json
       initlab probe --model mypkg.nets:build --input-shape 3,224,224 --init own,kaiming
-      initlab probe --model mypkg.text:build --input-factory mypkg.text:batch
+      initlab probe --model mypkg/text.py:build --input-factory mypkg/text.py:batch
       initlab probe --seeds 64 --batched on --device cuda   # 64 seeds in one stacked pass
     """
     import torch
@@ -284,10 +284,10 @@ def check_command(
 
     \b
     Examples:
-      initlab check mypkg.models:build_net --input-shape 3,224,224
-      initlab check path/to/net.py:make --input-factory path/to/net.py:batch --mode eval
+      initlab check mypkg.nets:build --input-shape 3,224,224
+      initlab check mypkg/text.py:build --input-factory mypkg/text.py:batch --mode eval
+      initlab check mypkg.text:build --input-shape 128      # token ids, sequence length 128
       initlab check plain --init kaiming --format json
-      initlab check mypkg.text:build_bert --input-shape 128      # token ids, sequence length 128
 
     A user factory is called after torch.manual_seed(0), so its own init gives the same weights each run.
     """

@@ -4,7 +4,7 @@ Columns follow the paper's notation. ``var_y`` is the second moment E[y_l²] of 
 over all its elements (the paper's Var[y_l], which eq. 7 predicts: weights are zero-mean);
 ``grad_var`` is E[Δx_l²], the gradient at the layer's input (eq. 13). The elementwise variance
 of each is kept too (``output_variance``, ``grad_input_variance``); the per-unit variance across
-the batch is never compared with the chain (THEORY.md §4).
+the batch is never compared with the chain (docs/theory.md).
 
 Verdicts. A layer's forward gain is E[y_l²]/E[y_1²]; its backward gain E[Δx_l²]/E[Δx_L²] (the
 gradient a layer hands back, over what the last layer hands back, so that He's init gives 1 in

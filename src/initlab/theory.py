@@ -11,7 +11,7 @@ Paper (He et al. 2015, §2.2):
 - backward chain, eq. (13): Var[Δx_l] = n̂_l·Var[w_l]·Var[Δy_l], Var[Δy_l] = ½(1+a²)·Var[Δx_{l+1}].
 Zero padding: a border output sees fewer valid taps, so the exact expectation propagates the
 q-map, q_y(p) = Var[w]·(c/groups)·Σ_{valid taps δ} q̄_x(p+δ), a convolution of the q-map with
-a ones kernel (THEORY.md §2); the paper's chain is its interior limit.
+a ones kernel (docs/theory.md); the paper's chain is its interior limit.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .layers import LayerGeometry
 
 QMap = Union[float, np.ndarray]
 
-# Finite width (THEORY.md §3, Hanin & Rolnick 2018). For a Linear layer the relevant width is
+# Finite width (docs/theory.md, Hanin & Rolnick 2018). For a Linear layer the relevant width is
 # its number of units. Conv weights are shared over positions, so a conv channel fluctuates like
 # a few independent units, fewer as depth correlates the positions. Calibrated by Monte Carlo
 # (150 seeds, 10 circular-padded 3×3 He/ReLU layers, 16–64 channels, 8×8–32×32 maps): the
@@ -60,7 +60,7 @@ def kappa(slope: float | np.ndarray) -> float | np.ndarray:
     """Return κ(a) = (5 − 2a² + 5a⁴)/(1+a²)², the relative variance of f(y)² for Gaussian y.
 
     Per layer of n units, ln of the signal's second moment wanders with variance κ(a)/n
-    (THEORY.md §3): 5 for ReLU, 2 for a linear layer (a = 1).
+    (docs/theory.md): 5 for ReLU, 2 for a linear layer (a = 1).
     """
     a2 = np.square(slope)
     return (5.0 - 2.0 * a2 + 5.0 * a2 * a2) / np.square(1.0 + a2)
@@ -299,7 +299,7 @@ def forward_log_variance(geometries: Sequence[LayerGeometry], link_slopes: Seque
 
     From a measured anchor the first step adds 2/n_l (χ² of the weights); each chained step adds
     (κ(a)−2)/n_{l−1} for the rectifier on layer l−1's units and 2/n_l for layer l's weights, so a
-    run of equal widths adds κ(a)/n per layer (THEORY.md §3). ``link_slopes[l]`` is the slope of
+    run of equal widths adds κ(a)/n per layer (docs/theory.md). ``link_slopes[l]`` is the slope of
     the link into layer l (1 for a view, None where the chain re-anchors).
     """
     variances, total = [], 0.0
