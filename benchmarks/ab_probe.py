@@ -1,25 +1,27 @@
-"""A/B of the probe's own cost against an earlier revision of ``src/initlab/probe.py``, in one process.
+"""A/B of the probe's own cost against an earlier revision of the package, in one process.
 
     python benchmarks/ab_probe.py HEAD~1                   # 300 interleaved pairs, plain-30, 2×3×8×8 input
-    python benchmarks/ab_probe.py 3e02f83 --pairs 80 --size 32 --batch 64
-    python benchmarks/ab_probe.py HEAD --pairs 300         # an A/A control: the same file twice
+    python benchmarks/ab_probe.py HEAD~5 --pairs 80 --size 32 --batch 64
+    python benchmarks/ab_probe.py HEAD --pairs 300         # an A/A control: the same code twice
 
 Separate runs of ``run.py --only host`` cannot show a change of a few milliseconds: on this
-project's 2-core machine the bare pass alone moves by ~6 ms between processes. Here the
-revision's ``probe.py`` (``git show REV:src/initlab/probe.py``) is loaded as a second module beside the
-working tree's, and the two probe the same model in alternating order, so that drift hits both
-alike. Prints the median probe time of each, the median of the per-pair ratios (new / old), and
-whether the two return the same statistics (``torch.equal``). Only ``probe.py`` is swapped: the
-other modules are the working tree's.
+project's 2-core machine the bare pass alone moves by ~6 ms between processes. Here the whole
+package at the revision (``git archive REV src/initlab``, or ``initlab`` before the ``src/``
+layout) is imported as ``initlab_ab`` beside the working tree's ``initlab``, and the two probe the
+same model in alternating order, so that drift hits both alike. Prints the median probe time of
+each, the median of the per-pair ratios (new / old), and whether the two return the same
+statistics (``torch.equal``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
+import io
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -32,26 +34,40 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "benchmarks")]
 from run import plain_model  # noqa: E402
 
 
+def _one_pass(package: str):
+    """The revision's one-seed probe pass, ``_probe_one(model, x, seed, scheme)``, wherever it lives."""
+    for module in (f"{package}.probe.seeds", f"{package}.probe"):
+        if module in sys.modules and hasattr(sys.modules[module], "_probe_one"):
+            return sys.modules[module]._probe_one
+    raise SystemExit(f"error: no _probe_one in {package}.probe")
+
+
 def load_revision(revision: str, directory: Path):
-    """``probe.py`` at ``revision``, imported as ``initlab._probe_ab`` (relative imports resolve in
-    the working tree's package). Revisions before the ``src/`` layout hold it at ``initlab/probe.py``."""
-    source = None
-    for location in ("src/initlab/probe.py", "initlab/probe.py"):
+    """The package at ``revision``, imported as ``initlab_ab``; return its one-seed probe pass."""
+    archive = None
+    for location in ("src/initlab", "initlab"):
         try:
-            source = subprocess.run(["git", "show", f"{revision}:{location}"], cwd=ROOT, check=True,
-                                    capture_output=True, text=True).stdout
+            archive = subprocess.run(["git", "archive", revision, location], cwd=ROOT, check=True,
+                                     capture_output=True).stdout
             break
         except (subprocess.CalledProcessError, FileNotFoundError) as error:
-            stderr = getattr(error, "stderr", "") or str(error)
-    if source is None:
+            stderr = (getattr(error, "stderr", b"") or b"").decode() or str(error)
+    if archive is None:
         raise SystemExit(f"error: cannot read initlab's probe.py at {revision!r}: {stderr.strip().splitlines()[-1]}")
-    path = directory / "probe_ab.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("initlab._probe_ab", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(directory, filter="data")
+    source = directory / location
+    target = directory / "initlab_ab"
+    source.rename(target)
+    sys.path.insert(0, str(directory))
+    importlib.import_module("initlab_ab")
+    importlib.import_module("initlab_ab.probe")
+    importlib.import_module("initlab_ab.cli")  # an eager old package imports everything; a lazy one, now
+    try:
+        importlib.import_module("initlab_ab.probe.seeds")
+    except ImportError:
+        pass
+    return _one_pass("initlab_ab")
 
 
 def main() -> int:
@@ -66,14 +82,14 @@ def main() -> int:
         parser.error("--pairs and --batch must be at least 1, --size at least 8 (the plain net pools three times)")
     if args.threads:
         torch.set_num_threads(args.threads)
-    new = sys.modules["initlab.probe"]  # the package's name `probe` is the function
+    import initlab.probe.seeds  # noqa: F401
+    new = _one_pass("initlab")
     with tempfile.TemporaryDirectory() as directory:
         old = load_revision(args.revision, Path(directory))
     model = plain_model(30, 16, torch.device("cpu"), size=args.size)
     x = torch.randn(args.batch, 3, args.size, args.size)
-    same = torch.equal(old._probe_one(model, x, 0, None)[0], new._probe_one(model, x, 0, None)[0])
-    passes = {"old": lambda: old._probe_one(model, x, 0, None)[0].cpu(),
-              "new": lambda: new._probe_one(model, x, 0, None)[0].cpu()}
+    same = torch.equal(old(model, x, 0, None)[0], new(model, x, 0, None)[0])
+    passes = {"old": lambda: old(model, x, 0, None)[0].cpu(), "new": lambda: new(model, x, 0, None)[0].cpu()}
     for function in passes.values():
         for _ in range(5):
             function()

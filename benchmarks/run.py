@@ -54,7 +54,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import initlab  # noqa: E402
-from initlab.probe import _probe_one, resolve_device  # noqa: E402
+from initlab.probe import resolve_device
+from initlab.probe.seeds import _probe_one  # noqa: E402
 from initlab.files import atomic_write_text  # noqa: E402
 
 RESULTS: list[tuple[str, float, str, bool]] = []  # (name, value, target text, met)

@@ -14,7 +14,7 @@ from torch import nn
 import initlab
 from initlab.check import UnhealthyInitError, identify_init
 from initlab.cli import main
-from initlab.probe import _smooth_factors
+from initlab.theory import gaussian_activation_factors as _smooth_factors
 
 sys.path.insert(0, str(Path(__file__).parent))
 from architectures import Mixer, ResNet, ViT, resnet18, vgg11  # noqa: E402

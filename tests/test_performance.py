@@ -17,7 +17,7 @@ from torch import nn
 
 import initlab
 from initlab.probe import ProbeError
-from initlab.stacking import StackingError, repeat_input, stack_models
+from initlab.probe.stacking import StackingError, repeat_input, stack_models
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -142,7 +142,7 @@ def test_cuda_probe_synchronizes_no_more_with_more_layers_and_batched_equals_seq
 def test_the_gpu_reductions_give_the_cpu_numbers(monkeypatch):
     """The GPU path (one Welford ``var_mean`` per statistic, run here on the CPU) equals the CPU
     path (dot products and sums) on plain, batched, PReLU and residual nets."""
-    probe_module = sys.modules["initlab.probe"]  # the package's name `probe` is the function
+    reductions = sys.modules["initlab.probe.reductions"]
     sys.path.insert(0, str(ROOT / "tests"))
     from architectures import resnet18
 
@@ -153,7 +153,7 @@ def test_the_gpu_reductions_give_the_cpu_numbers(monkeypatch):
     for factory, init, batched in cases:
         reference = initlab.probe(factory, x, init=init, seeds=2, batched=batched)
         with monkeypatch.context() as patch:
-            patch.setattr(probe_module, "_welford", lambda data: True)
+            patch.setattr(reductions, "_uses_welford", lambda data: True)
             welford = initlab.probe(factory, x, init=init, seeds=2, batched=batched)
         _assert_same_probe(reference, welford)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import difflib
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
+
+from .theory import unit_second_moment
 
 RECTIFIER_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.PReLU)
 PRELU_INIT = 0.25
@@ -112,23 +113,7 @@ def variance_factor(module: nn.Module) -> torch.Tensor:
 SMOOTH_TYPES: tuple[type[nn.Module], ...] = (nn.GELU, nn.SiLU, nn.Tanh, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus,
                                              nn.Hardswish, nn.Sigmoid, nn.Hardtanh, nn.ReLU6)
 _SMOOTH_NAMES = ("gelu", "silu", "swish", "mish", "tanh", "elu", "quickgelu")  # Hugging Face's activation modules
-# Probabilists' Gauss–Hermite rule for E[h(z)], z ~ N(0, 1): exact for polynomials of degree < 160
-HERMITE_NODES, HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
-HERMITE_WEIGHTS = HERMITE_WEIGHTS / HERMITE_WEIGHTS.sum()
 _FACTORS: dict[tuple, float] = {}  # per activation type and settings
-
-
-def unit_second_moment(function: Callable[[torch.Tensor], torch.Tensor]) -> float | None:
-    """E[f(z)²] for z ~ N(0, 1) of an elementwise function, by the Gauss–Hermite rule on the host in
-    float64; None when the function does not take a plain tensor. For an activation this is the
-    factor c of He's condition c·n·Var[w] = 1."""
-    nodes = torch.as_tensor(HERMITE_NODES, dtype=torch.float64)
-    try:
-        with torch.no_grad(), torch._C.DisableTorchFunction():
-            values = function(nodes.clone()).double()
-    except Exception:  # a function that takes something else: not one we can weigh
-        return None
-    return float((torch.as_tensor(HERMITE_WEIGHTS) * values.square()).sum())
 
 
 def activation_factor(module: nn.Module) -> float | None:

@@ -17,7 +17,7 @@ a ones kernel (docs/theory.md); the paper's chain is its interior limit.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -344,3 +344,54 @@ def log10_band(log_variance: float | np.ndarray, seeds: int = 1,
     center = -0.5 * log_variance / math.log(10.0)
     half = sigmas * np.sqrt(log_variance / seeds) / math.log(10.0)
     return center - half, center + half
+
+
+# -- Gaussian expectations of activations (Gauss–Hermite quadrature) ---------------------------
+
+# Probabilists' Gauss–Hermite rule: E[h(z)] for z ~ N(0, 1) as Σ w_i·h(z_i), exact for polynomials
+# of degree < 2·80; for the smooth activations' factors on a Gaussian pre-activation.
+HERMITE_NODES, HERMITE_WEIGHTS = np.polynomial.hermite_e.hermegauss(80)
+HERMITE_WEIGHTS = HERMITE_WEIGHTS / HERMITE_WEIGHTS.sum()
+
+
+def unit_second_moment(function: Callable[[torch.Tensor], torch.Tensor]) -> float | None:
+    """E[f(z)²] for z ~ N(0, 1) of an elementwise function, by the Gauss–Hermite rule on the host in
+    float64; None when the function does not take a plain tensor. For an activation this is the
+    factor c of He's condition c·n·Var[w] = 1."""
+    nodes = torch.as_tensor(HERMITE_NODES, dtype=torch.float64)
+    try:
+        with torch.no_grad(), torch._C.DisableTorchFunction():
+            values = function(nodes.clone()).double()
+    except Exception:  # a function that takes something else: not one we can weigh
+        return None
+    return float((torch.as_tensor(HERMITE_WEIGHTS) * values.square()).sum())
+
+
+_HERMITE_ON_DEVICE: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _hermite_rule(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The quadrature nodes and weights on ``device``, copied there once per process (a host-to-GPU
+    copy synchronizes; once per layer it would stall the GPU at every smooth activation)."""
+    if device not in _HERMITE_ON_DEVICE:
+        _HERMITE_ON_DEVICE[device] = (torch.as_tensor(HERMITE_NODES, dtype=torch.float32, device=device),
+                                      torch.as_tensor(HERMITE_WEIGHTS, dtype=torch.float32, device=device))
+    return _HERMITE_ON_DEVICE[device]
+
+
+def gaussian_activation_factors(func: Callable, args: tuple, kwargs: dict, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (E[f(y)²]/E[y²], E[f'(y)²]) for y ~ N(0, q), by Gauss–Hermite quadrature on the device.
+
+    The activation itself is applied to the quadrature nodes (its extra arguments kept), so any
+    elementwise function is covered with no closed form per function and no host transfer.
+    """
+    device = q.device
+    nodes, weights = _hermite_rule(device)
+    scale = q.float().sqrt().detach().unsqueeze(-1)  # q may hold one moment per stacked seed
+    with torch.enable_grad():
+        points = (nodes * scale).requires_grad_(True)
+        values = func(points * 1.0, *args[1:], **kwargs)  # * 1.0: in-place variants act on a copy
+        (slope,) = torch.autograd.grad(values.sum(), points)
+    forward = (weights * values.detach().square()).sum(-1) / q.float()
+    backward = (weights * slope.square()).sum(-1)
+    return forward, backward

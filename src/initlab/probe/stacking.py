@@ -155,3 +155,8 @@ def stack_models(models: Sequence[nn.Module]) -> tuple[nn.Sequential, dict[nn.Mo
 def repeat_input(x: torch.Tensor, count: int) -> torch.Tensor:
     """The input of every seed side by side along dim 1: (N, C, ...) → (N, S·C, ...)."""
     return x.repeat(1, count, *([1] * (x.dim() - 2)))
+
+
+def one_seed_shape(shape: torch.Size, stacked: int) -> tuple[int, ...]:
+    """The shape one seed sees of a tensor of ``stacked`` seeds side by side along dim 1."""
+    return (shape[0], shape[1] // stacked, *shape[2:])

@@ -1,0 +1,319 @@
+"""The statistics of a probe: raw reductions on the device, arithmetic on the host.
+
+A statistic is a *recipe*: a float known on the host, a ``_Slot`` (a raw reduction taken on the
+device: Σx², a per-channel Σx, a Welford (Var, mean) pair) or a ``_Derived`` (host arithmetic on
+other recipes, done after the probe's one transfer). The device runs the reductions alone. A
+division, square or mean of a 0-d tensor would be one kernel launch each on a GPU, and a probe
+launched about forty of them per layer; as host arithmetic on the transferred sums they cost
+nothing there.
+
+Each statistic reads as its formula (E[x²] = Σx²/N: ``_second_moment``); the speed tricks sit
+behind one seam each: ``_uses_welford`` (one fused ``var_mean`` pass on a GPU, dot product and sum
+on a CPU), ``_Scratch`` (one reused buffer for the elementwise squares), ``_RawStore.flat`` (one
+concatenation of every reduction) and ``_parameter_second_moments`` (one multi-tensor norm).
+With ``stacked`` = S > 1 seeds stacked side by side (``stacking``) every statistic is per seed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..theory import rectifier_factor
+
+
+def _float_data(tensor: torch.Tensor) -> torch.Tensor:
+    """The tensor detached, in float32 unless it is already float32 or float64."""
+    data = tensor.detach() if tensor.requires_grad else tensor
+    return data if data.dtype in (torch.float32, torch.float64) else data.float()
+
+
+# A statistic is a *recipe*: a float known on the host, a ``_Slot`` (a raw reduction taken on the
+# device: Σx², a per-channel Σx, a Welford (Var, mean) pair) or a ``_Derived`` (host arithmetic on
+# other recipes, done after the probe's one transfer). The device runs the reductions alone. A
+# division, square or mean of a 0-d tensor would be one kernel launch each on a GPU, and a probe
+# launched about forty of them per layer; as host arithmetic on the transferred sums they cost
+# nothing there.
+
+
+class _Slot:
+    """A raw reduction's place in its pass's flat device tensor (one seed's row of it).
+
+    Plain classes with ``__slots__`` rather than dataclasses: a probe of a 30-layer net makes
+    about 400 slots and 800 derived recipes, and a frozen dataclass's ``__init__`` costs three
+    times as much."""
+
+    __slots__ = ("start", "shape", "size")
+
+    def __init__(self, start: int, shape: tuple[int, ...]) -> None:
+        self.start, self.shape, self.size = start, shape, math.prod(shape)
+
+
+class _Derived:
+    """A statistic computed on the host: ``function(*evaluated arguments)``."""
+
+    __slots__ = ("function", "arguments")
+
+    def __init__(self, function: Callable[..., Any], arguments: tuple) -> None:
+        self.function, self.arguments = function, arguments
+
+
+def _evaluate(recipe: Any, rows: np.ndarray) -> Any:
+    """The value of a recipe for every seed at once, given the pass's flat statistics on the host
+    as rows (S, size): a slot's values come with the seed along axis 0, and every ``_Derived``
+    function works per seed along that axis."""
+    if isinstance(recipe, _Slot):
+        return rows[:, recipe.start:recipe.start + recipe.size].reshape(len(rows), *recipe.shape)
+    if isinstance(recipe, _Derived):
+        return recipe.function(*(_evaluate(argument, rows) for argument in recipe.arguments))
+    return recipe
+
+
+class _RawStore:
+    """The raw device reductions of one pass, concatenated once at its end (``flat``).
+
+    With ``stacked`` = S stacked seeds each reduction has the seed along dim 0, and the flat tensor
+    is (S, size): one row per seed, the same slots in each.
+    """
+
+    def __init__(self, stacked: int = 1) -> None:
+        self.stacked = stacked
+        self.tensors: list[torch.Tensor] = []
+        self.size = 0
+
+    def add(self, tensor: torch.Tensor) -> _Slot:
+        slot = _Slot(self.size, tuple(tensor.shape[1:]) if self.stacked > 1 else tuple(tensor.shape))
+        self.tensors.append(tensor.detach() if tensor.requires_grad else tensor)
+        self.size += slot.size
+        return slot
+
+    def flat(self) -> torch.Tensor:
+        """All reductions side by side in float32: one cat (which promotes mixed dtypes), one cast.
+
+        One seed: ``flatten_dense_tensors``, the flatten-and-cat in one C++ call that DDP uses
+        for its buckets (a Python ``reshape`` per reduction cost ~1 µs each, 400 per probe)."""
+        if self.stacked == 1:
+            if len(self.tensors) == 1:  # flatten_dense_tensors would return a view of it, not a copy
+                return self.tensors[0].reshape(-1).to(torch.float32, copy=True)
+            return torch._utils._flatten_dense_tensors(self.tensors).to(torch.float32)
+        return torch.cat([t.reshape(self.stacked, -1) for t in self.tensors], dim=1).to(torch.float32)
+
+
+def _divided(recipe: Any, count: int) -> _Derived:
+    return _Derived(np.divide, (recipe, float(count)))
+
+
+def _second_from_moments(variance: Any, mean: Any) -> Any:
+    return variance + np.square(mean)
+
+
+def _variance_from_moments(second: Any, mean: Any) -> Any:
+    return second - np.square(mean)
+
+
+def _per_seed(values: np.ndarray) -> np.ndarray:
+    """(S, ...) as (S, M): each seed's values in one row."""
+    return values.reshape(len(values), -1)
+
+
+def _mean_per_seed(values: np.ndarray) -> np.ndarray:
+    rows = _per_seed(values)
+    return np.add.reduce(rows, axis=1) / rows.shape[1]  # np.mean's own arithmetic, without its overhead
+
+
+def _largest_abs(values: np.ndarray) -> np.ndarray:
+    return np.abs(_per_seed(values)).max(axis=1)
+
+
+def _dead_fraction(largest: np.ndarray) -> np.ndarray:
+    return (_per_seed(largest) <= 0).mean(axis=1)
+
+
+def _product(*factors: Any) -> Any:
+    return functools.reduce(np.multiply, factors)
+
+
+def _prelu_factor(slopes: np.ndarray) -> np.ndarray:
+    """½(1+a²) averaged over the channels' slopes, per seed: the rectifier factor of eq. 10."""
+    return _mean_per_seed(rectifier_factor(slopes))
+
+
+def _seed_blocks(data: torch.Tensor, stacked: int) -> torch.Tensor:
+    """A stacked tensor (N, S·C, ...) as (N, S, C·...): seed s's elements in [:, s] (``stacking``)."""
+    return data.reshape(data.shape[0], stacked, -1)
+
+
+def _seed_sums(blocks: torch.Tensor) -> torch.Tensor:
+    """Σ over dims 0 and 2 of (N, S, M): the contiguous inner dim first, a strided pass is slower."""
+    return blocks.sum(dim=2).sum(dim=0)
+
+
+def _uses_welford(data: torch.Tensor) -> bool:
+    """Reduce with one Welford pass (``torch.var_mean``) rather than a dot product and a sum.
+
+    On a GPU one kernel beats two; on a CPU ``var_mean`` is 10–25× slower than a dot product and
+    a sum together (measured on this project's 2-core CI machine, 4 MB tensors)."""
+    return not data.is_cpu
+
+
+def _moments(store: _RawStore, tensor: torch.Tensor, stacked: int = 1) -> tuple[Any, Any]:
+    """(E[x], E[x²]) over all elements; per seed with S stacked seeds (seeds along dim 1).
+
+    GPU: Var and E[x] in one Welford pass, E[x²] = Var + E[x]². CPU: Σx² as a dot product and Σx
+    as a sum, divided on the host."""
+    data = _float_data(tensor)
+    if _uses_welford(data):
+        blocks = _seed_blocks(data, stacked) if stacked > 1 else data
+        variance, mean = torch.var_mean(blocks, dim=(0, 2) if stacked > 1 else None, correction=0)
+        mean_slot = store.add(mean)
+        return mean_slot, _Derived(_second_from_moments, (store.add(variance), mean_slot))
+    return _mean(store, data, stacked), _second_moment(store, data, stacked)
+
+
+def _variance_and_second_moment(store: _RawStore, tensor: torch.Tensor, stacked: int = 1) -> tuple[Any, Any]:
+    """(Var[x], E[x²]) over all elements: Var = E[x²] − E[x]², on the host in float64."""
+    mean, second = _moments(store, tensor, stacked)
+    return _Derived(_variance_from_moments, (second, mean)), second
+
+
+def _mean(store: _RawStore, tensor: torch.Tensor, stacked: int = 1) -> _Derived:
+    """E[x] over all elements, as one sum divided on the host; per seed with S stacked seeds."""
+    data = _float_data(tensor)
+    if stacked > 1:
+        blocks = _seed_blocks(data, stacked)
+        return _divided(store.add(_seed_sums(blocks)), blocks.shape[0] * blocks.shape[2])
+    return _divided(store.add(data.sum()), data.numel())
+
+
+def _square_sums(tensor: torch.Tensor, stacked: int = 1) -> tuple[torch.Tensor, int]:
+    """(Σx² over all elements as a device tensor, the count of elements it sums): one dot product
+    (one read of the tensor, no temporary); per seed (S,) with S stacked seeds."""
+    data = _float_data(tensor)
+    if stacked > 1:
+        blocks = _seed_blocks(data, stacked)
+        return _seed_sums(blocks.square()), blocks.shape[0] * blocks.shape[2]
+    flat = data.reshape(-1)
+    return torch.dot(flat, flat), flat.numel()
+
+
+def _second_moment(store: _RawStore, tensor: torch.Tensor, stacked: int = 1) -> _Derived:
+    """E[x²] over all elements: ``_square_sums`` on the device, the division on the host."""
+    sums, count = _square_sums(tensor, stacked)
+    return _divided(store.add(sums), count)
+
+
+def _device_second_moment(tensor: torch.Tensor, stacked: int = 1) -> torch.Tensor:
+    """E[x²] as a device tensor, for arithmetic that stays on the device (``_smooth_factors``)."""
+    sums, count = _square_sums(tensor, stacked)
+    return sums / count
+
+
+def _parameter_moments(store: _RawStore, parameter: torch.Tensor, stacked: int) -> tuple[Any, Any]:
+    """(Var, E[x²]) of a weight, bias or weight gradient; per seed when S seeds are stacked along
+    its dim 0."""
+    data = _float_data(parameter)
+    return _variance_and_second_moment(store, data.reshape(1, stacked, -1) if stacked > 1 else data, stacked)
+
+
+def _parameter_second_moments(store: _RawStore, parameters: list[torch.Tensor], stacked: int) -> list[_Derived]:
+    """E[w²] of each parameter from its L2 norm: one multi-tensor kernel for all of them
+    (``torch._foreach_norm``, the kernel ``clip_grad_norm_`` uses); per seed row with stacked seeds."""
+    data = [_float_data(p) for p in parameters]
+    if stacked > 1:
+        rows = [d.reshape(stacked, -1) for d in data]
+        norms = [torch.linalg.vector_norm(r, dim=1) for r in rows]
+        counts = [r.shape[1] for r in rows]
+    else:
+        norms = list(torch._foreach_norm(data)) if data else []
+        counts = [d.numel() for d in data]
+    return [_divided(_Derived(np.square, (store.add(norm),)), count) for norm, count in zip(norms, counts)]
+
+
+class _Scratch:
+    """One buffer reused for every elementwise square of a pass: no allocation per layer.
+
+    Squaring into fresh memory costs page faults on a CPU each time; the buffer grows to the
+    largest tensor squared and lives as long as the pass. A tensor of at most ``SMALL_BYTES`` is
+    squared into fresh memory: the allocator's cached blocks serve it with no page fault, and
+    slicing the buffer costs more than the square (9 against 2 µs for 2×16×8×8).
+    """
+
+    SMALL_BYTES = 1 << 16
+
+    def __init__(self) -> None:
+        self.buffer: torch.Tensor | None = None
+
+    def square(self, data: torch.Tensor) -> torch.Tensor:
+        if data.numel() * data.element_size() <= self.SMALL_BYTES:
+            return torch.mul(data, data)
+        if (self.buffer is None or self.buffer.numel() < data.numel() or self.buffer.dtype != data.dtype
+                or self.buffer.device != data.device):
+            self.buffer = torch.empty(data.numel(), dtype=data.dtype, device=data.device)
+        return torch.mul(data, data, out=self.buffer[:data.numel()].view(data.shape))
+
+
+def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int, scratch: _Scratch,
+                      stacked: int = 1) -> tuple[Any, Any, Any]:
+    """(E[x²] per spatial position over batch and channels, overall E[x²], overall E[x] or None).
+
+    GPU: per-position Var and E[x] in one Welford pass, which also gives E[x]. CPU: one
+    elementwise square into the scratch buffer and one reduction over the leading dims (no E[x]).
+    The overall moments are means of the maps: every position holds the same number of elements.
+    With S stacked seeds each is per seed.
+    """
+    data = _float_data(tensor)
+    spatial = tuple(data.shape[data.dim() - spatial_dims:])
+    positions = math.prod(spatial)
+    row = (stacked,) if stacked > 1 else ()
+    if _uses_welford(data):
+        view = data.reshape(data.shape[0], stacked, -1, positions) if stacked > 1 else data.reshape(-1, positions)
+        variance, mean = torch.var_mean(view, dim=(0, 2) if stacked > 1 else 0, correction=0)
+        mean_map = store.add(mean.view(*row, *spatial))
+        second_map = _Derived(_second_from_moments, (store.add(variance.view(*row, *spatial)), mean_map))
+        return second_map, _Derived(_mean_per_seed, (second_map,)), _Derived(_mean_per_seed, (mean_map,))
+    squares = scratch.square(data.contiguous())
+    if stacked > 1:
+        blocks = squares.view(data.shape[0], stacked, -1, positions)
+        sums, count = blocks.sum(dim=2).sum(dim=0), blocks.shape[0] * blocks.shape[2]
+    else:
+        squares = squares.view(-1, positions)
+        sums, count = squares.sum(0), squares.shape[0]
+    second_map = _divided(store.add(sums.view(*row, *spatial)), count)
+    return second_map, _Derived(_mean_per_seed, (second_map,)), None
+
+
+def _unit_means(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1) -> _Derived:
+    """Mean of each unit (channel after a conv, feature otherwise) over every other dimension;
+    per seed with S stacked seeds (units along dim 1). One reduction; the division on the host."""
+    data = _float_data(tensor)
+    if stacked > 1:
+        blocks = data.reshape(data.shape[0], stacked, data.shape[1] // stacked, -1)
+        return _divided(store.add(blocks.sum(dim=(0, 3))), blocks.shape[0] * blocks.shape[3])
+    if data.dim() <= 1:
+        return _divided(store.add(data), 1)
+    return _divided(store.add(data.sum(dim=[d for d in range(data.dim()) if d != dim])), data.numel() // data.shape[dim])
+
+
+def _unit_dim(tensor: torch.Tensor, after_conv: bool) -> int:
+    """Return the dimension that indexes units: channels (dim 1) after a conv, else features (last)."""
+    return 1 if after_conv and tensor.dim() >= 3 else tensor.dim() - 1
+
+
+def _gradient_view(x: torch.Tensor) -> torch.Tensor:
+    """A layer's input as the probe passes it on: a view, so that its gradient hook sees what this
+    layer hands back, not the sum over every consumer of the tensor (a residual skip adds its own
+    gradient there). An input that needs no gradient (a one-hot of token ids, features computed
+    under ``no_grad``) becomes a leaf that does, with the same values: else its gradient is never
+    computed. Nothing else in the graph changes."""
+    return x.view_as(x) if x.requires_grad else x.detach().requires_grad_(True)
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a is b or (a.numel() == b.numel() and a.dtype == b.dtype and a.device == b.device
+                      and a.data_ptr() == b.data_ptr())
+
+

@@ -1,0 +1,180 @@
+"""Probing over seeds: one pass per seed, or all seeds stacked side by side in one pass.
+
+``probe`` builds each seed's model (a factory called after ``torch.manual_seed(s)``, or a copy of
+the user's module re-initialized with ``apply_init(copy, init, seed=s)``), runs the passes, moves
+every seed's statistics to the host in one transfer, and hands the records to ``compare``.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..compare import build_attention_frame, build_dead_frame, build_frame, build_norm_frame, build_sum_frame
+from ..schemes import Scheme, adjacent_factors, apply_init, network_factor, parse_scheme
+from .devices import model_device as _model_device, resolve_device
+from .errors import ProbeError
+from .passes import DIRECTION, ModelInput, _input_tensors, _map_tensors, _run_pass
+from .records import _PassLayout, _unpack
+from .result import ProbeResult
+from .stacking import StackingError, repeat_input, stack_models
+
+
+def _nominal(record: _PassLayout, modules: list[nn.Module], model: nn.Module, scheme: Scheme) -> None:
+    """Fill the scheme's nominal Var[w] and E[b²] for every call, slopes as ``apply_init`` chose them."""
+    factors = adjacent_factors(model)
+    nan = float("nan")  # a weight op outside a Conv/Linear module: apply_init does not draw it
+    record.nominal_weight_variance = np.array([
+        scheme.weight_variance(tuple(m.weight.shape), g.fan_in, g.fan_out,
+                               network_factor=network_factor(scheme, *factors[m]))
+        if m is not None and m in factors else nan for m, g in zip(modules, record.geometries)])
+    record.nominal_bias_second_moment = np.array([
+        scheme.bias_variance(g.fan_in, m.bias is not None) if m is not None else nan
+        for m, g in zip(modules, record.geometries)])
+
+
+def _probe_one(model: nn.Module, example_input: ModelInput, seed: int,
+               scheme: Scheme | None) -> tuple[torch.Tensor, _PassLayout]:
+    """Probe one model once; return its statistics (still on the device) and their layout."""
+    buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
+    try:
+        device = _model_device(model)
+        flat, layout, modules_by_call = _run_pass(model, _map_tensors(example_input, lambda t: t.to(device)), seed)
+    finally:
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if name in buffers:
+                    buffer.copy_(buffers[name])
+    if scheme is not None:
+        _nominal(layout, modules_by_call, model, scheme)
+    return flat, layout
+
+
+def _probe_stacked(instances: list[nn.Module], example_input: ModelInput, seeds: list[int],
+                   scheme: Scheme | None) -> tuple[torch.Tensor, _PassLayout]:
+    """Probe S seeds' models in one pass of them stacked; return their statistics, one row per
+    seed (still on the device), and the layout every row shares."""
+    if not isinstance(example_input, torch.Tensor) or example_input.dim() < 2:
+        raise StackingError("stacked seeds take one input tensor of shape (N, C, ...)")
+    network, references = stack_models(instances)
+    device = _model_device(instances[0])
+    try:
+        flat, layout, modules_by_call = _run_pass(network, repeat_input(example_input.to(device), len(seeds)),
+                                                  seeds[0], seeds, references)
+    except ProbeError:
+        # The stacked net's shapes are S times one seed's: one seed's pass on the same input raises
+        # the error in the model's own terms (a wrong input shape), as the sequential probe would.
+        _probe_one(instances[0], example_input, seeds[0], None)
+        raise
+    if scheme is not None:
+        _nominal(layout, modules_by_call, instances[0], scheme)
+    return flat, layout
+
+
+def _resolve_input(example_input: Any) -> ModelInput:
+    """Return the model input: a tensor, a tuple/list (positional) or dict (keyword) of tensors,
+    or what a zero-argument input factory returns."""
+    if callable(example_input) and not isinstance(example_input, torch.Tensor):
+        try:
+            example_input = example_input()
+        except Exception as error:
+            raise ProbeError(f"the input factory raised {type(error).__name__}: {error}") from error
+    tensors = _input_tensors(example_input)
+    if not tensors or not isinstance(example_input, (torch.Tensor, tuple, list, dict)):
+        raise ProbeError("example_input must be a tensor, a tuple/list or dict of tensors, or a factory returning one; "
+                         f"got {type(example_input).__name__}")
+    return example_input
+
+
+def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput | Callable[[], ModelInput], *,
+          init: str | Scheme | None = None, seeds: int | Sequence[int] = 1,
+          device: str | torch.device | None = None, config: dict | None = None,
+          progress: Callable[[int, int], None] | None = None, batched: bool | None = None) -> "ProbeResult":
+    """Return per-layer activation and gradient statistics of ``model`` on ``example_input``.
+
+    ``model`` is an ``nn.Module`` or a zero-argument factory. With no other argument the module
+    is probed as it is, its own weights, one pass. ``init`` (a scheme spec such as ``"kaiming"``)
+    re-initializes a copy per seed with ``apply_init(copy, init, seed=s)``; a factory is called
+    once per seed after ``torch.manual_seed(s)``. ``seeds`` is a count (0..N−1) or a list; the
+    seed also draws the output direction. ``device``: ``"auto"``, ``"cpu"``, ``"cuda"``; by default
+    the model's own. The user's module, its buffers and the global RNG state are left as found.
+    ``progress(done, total)`` is called after each seed. ``config`` entries are added to the
+    result's configuration.
+
+    ``batched``: probe all seeds in one pass of the seeds stacked side by side
+    (``stacking.stack_models``; ``nn.Sequential`` nets of Conv/Linear/elementwise layers, one
+    input tensor), with the same numbers as one pass per seed. ``None`` (default): batched on a
+    GPU when the model stacks, sequential on a CPU (where stacking does not pay); ``True``:
+    batched or a ``ProbeError`` saying why not; ``False``: one pass per seed.
+    """
+    scheme = parse_scheme(init) if init is not None else None
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ProbeError(f"seeds must be at least 1, got {seeds!r}")
+    target = resolve_device(device)
+    is_factory = not isinstance(model, nn.Module)
+    if is_factory and not callable(model):
+        raise ProbeError(f"model must be an nn.Module or a factory returning one, got {type(model).__name__}")
+    device_used = target if target is not None else _model_device(model) if not is_factory else torch.device("cpu")
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    passes: list[tuple[torch.Tensor, _PassLayout, list[int]]] = []  # (statistics, layout, the seeds of its rows)
+    with torch.random.fork_rng(devices=cuda_devices):
+        example_input = _resolve_input(example_input)
+
+        def instance_for(seed: int) -> nn.Module:
+            if is_factory:
+                torch.manual_seed(seed)
+                instance = model()
+                if not isinstance(instance, nn.Module):
+                    raise ProbeError(f"the model factory returned {type(instance).__name__}, not an nn.Module")
+            elif scheme is None and (target is None or target == _model_device(model)):
+                return model  # probed in place: nothing is written but buffers, which are restored
+            else:
+                instance = copy.deepcopy(model)
+            # On the CPU the init is drawn before the move: the CPU generator's draws land in the
+            # weights themselves and cross to the device with them, not once more per layer
+            # through a staging tensor (``Scheme.init_layer_``). The weights are the same.
+            drawn_first = scheme is not None and _model_device(instance).type == "cpu"
+            if drawn_first:
+                apply_init(instance, scheme, seed=seed)
+            if target is not None:
+                instance = instance.to(target)
+            if scheme is not None and not drawn_first:
+                apply_init(instance, scheme, seed=seed)
+            return instance
+
+        instances: list[nn.Module] = []
+        if batched or (batched is None and len(seed_list) > 1 and device_used.type == "cuda"):
+            instances = [instance_for(seed) for seed in seed_list]
+            try:
+                passes = [(*_probe_stacked(instances, example_input, seed_list, scheme), seed_list)]
+            except StackingError as error:
+                if batched:
+                    raise ProbeError(f"batched seeds: {error}; probe one pass per seed (batched=False, --batched off)") from None
+            if passes and progress is not None:
+                progress(len(seed_list), len(seed_list))
+        if not passes:  # one pass per seed, reusing the instances built for a stacking that did not apply
+            for position, seed in enumerate(seed_list):
+                instance = instances[position] if instances else instance_for(seed)
+                passes.append((*_probe_one(instance, example_input, seed, scheme), [seed]))
+                if progress is not None:
+                    progress(len(passes), len(seed_list))
+    # every seed's statistics cross to the host in one transfer
+    host = torch.cat([flat.reshape(-1).to(passes[0][0].device) for flat, _, _ in passes]).cpu().double().numpy()
+    records, offset = [], 0
+    for _, layout, seeds_of_pass in passes:
+        end = offset + layout.size * len(seeds_of_pass)
+        records += _unpack(host[offset:end].reshape(len(seeds_of_pass), layout.size), layout, seeds_of_pass)
+        offset = end
+    first = _input_tensors(example_input)[0]
+    info = {"init": str(scheme) if scheme is not None else "model's own", "seeds": seed_list,
+            "batch_size": int(first.shape[0]) if first.dim() else 1, "input_shape": list(first.shape[1:]), "device": str(device_used), "direction": DIRECTION}
+    info.update(config or {})
+    return ProbeResult(build_frame(records), info, build_sum_frame(records), build_dead_frame(records),
+                       build_norm_frame(records), records[0].coverage, build_attention_frame(records))
+
+
