@@ -8,12 +8,12 @@ input is E[f(y)²]/E[y²] = ½(1+a²) (paper eq. 7 with PReLU, §2.2).
 
 from __future__ import annotations
 
-import difflib
 from typing import Callable
 
 import torch
 from torch import nn
 
+from .names import did_you_mean
 from .theory import unit_second_moment
 
 RECTIFIER_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.PReLU)
@@ -61,8 +61,7 @@ def parse_activation(spec: str) -> tuple[str, str | None]:
     base, _, argument = spec.partition(":")
     key = "leaky:A" if base == "leaky" else base
     if key not in ACTIVATIONS:
-        close = difflib.get_close_matches(base, [name.split(":")[0] for name in ACTIVATIONS], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(base, [name.split(":")[0] for name in ACTIVATIONS])
         raise ValueError(f"unknown activation {spec!r}; valid: {', '.join(ACTIVATIONS)}{hint}")
     if argument:
         try:

@@ -47,7 +47,7 @@ GEOMETRIC_COLUMNS = ("var_y", "var_y_pred", "var_y_pred_sampled", "grad_var", "g
 
 def slope_from_factor(factor: float | None) -> float | None:
     """Return the slope a with ½(1+a²) = factor (1 for a view, a linear link)."""
-    return None if factor is None else math.sqrt(max(2.0 * factor - 1.0, 0.0))
+    return None if factor is None else theory.slope_from_factor(factor)
 
 
 def _chain_weights(record: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,6 @@ and inputs are standardized with the training split's per-channel mean and std.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .names import did_you_mean
 from .schemes import stream_seed
 
 DATA_STREAM = 3
@@ -128,9 +128,7 @@ def load_dataset(spec: str, *, seed: int = 0, input_shape: tuple[int, ...] | Non
     elif kind in ("imagefolder", "cifar10") and argument:
         x, y = _torchvision(kind, argument)
     else:
-        names = [name.split(":")[0] for name in DATASETS]
-        close = difflib.get_close_matches(kind, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(kind, [name.split(":")[0] for name in DATASETS])
         raise DatasetError(f"unknown dataset {spec!r}; valid: {', '.join(DATASETS)}{hint}")
     if len(x) < 10:
         raise DatasetError(f"dataset {spec!r} has {len(x)} examples; need at least 10")

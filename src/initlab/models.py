@@ -7,7 +7,6 @@ Figure 2 depth. Plain means no batch normalization and no residual connections.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import os
@@ -20,6 +19,7 @@ import torch
 from torch import nn
 
 from .activations import make_activation
+from .names import did_you_mean
 
 
 class ModelError(ValueError):
@@ -160,9 +160,8 @@ def load_factory(target: str) -> Callable[[], nn.Module]:
         raise ModelError(f"model {target!r}: importing {module_name} failed: {type(error).__name__}: {error}") from error
     if not hasattr(module, attribute):
         public = [name for name in dir(module) if not name.startswith("_") and callable(getattr(module, name))]
-        close = difflib.get_close_matches(attribute, public, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ModelError(f"model {target!r}: {module_name} has no attribute {attribute!r}{hint}")
+        raise ModelError(f"model {target!r}: {module_name} has no attribute {attribute!r}"
+                         f"{did_you_mean(attribute, public)}")
     factory = getattr(module, attribute)
     if not callable(factory):
         raise ModelError(f"model {target!r}: {attribute} is not callable")
@@ -229,9 +228,7 @@ class ModelRecipe:
         if self.name in PAPER_LAYOUTS:
             return lambda: paper_net(self.name, self.act, self.num_classes)
         if ":" not in self.name:
-            close = difflib.get_close_matches(self.name, list(BUILTIN_MODELS), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ModelError(f"unknown model {self.name!r}; valid: {', '.join(BUILTIN_MODELS)}, "
-                             f"or package.module:factory / path/to/file.py:factory{hint}")
+                             f"or package.module:factory / path/to/file.py:factory{did_you_mean(self.name, BUILTIN_MODELS)}")
         user_factory = load_factory(self.name)
         return lambda: call_factory(user_factory, self.name)

@@ -12,7 +12,6 @@ model, only on its own copy.
 from __future__ import annotations
 
 import copy
-import difflib
 import math
 import warnings
 from dataclasses import dataclass
@@ -24,6 +23,8 @@ from torch import nn
 
 from .activations import activation_factor, is_rectifier, variance_factor
 from .layers import fans, is_covered
+from .names import did_you_mean
+from .theory import slope_from_factor
 
 
 # -- the schemes: formula in each docstring -------------------------------------------------
@@ -252,9 +253,7 @@ def parse_scheme(spec: str | Scheme) -> Scheme:
     text = spec.strip()
     name, _, rest = text.partition(":")
     if name not in SCHEMES:
-        close = difflib.get_close_matches(name, list(SCHEMES), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown init scheme {name!r}; valid: {', '.join(SCHEMES)}{hint}")
+        raise ValueError(f"unknown init scheme {name!r}; valid: {', '.join(SCHEMES)}{did_you_mean(name, SCHEMES)}")
     entry = SCHEMES[name]
     options = dict(entry.defaults)
     for item in filter(None, (part.strip() for part in rest.split(","))):
@@ -374,7 +373,7 @@ def _slopes(rectifiers: list[nn.Module]) -> dict[nn.Module, float]:
         return {}
     device = next((m.weight.device for m in rectifiers if isinstance(m, nn.PReLU)), torch.device("cpu"))
     values = torch.stack([variance_factor(m).detach().float().reshape(()).to(device) for m in rectifiers]).cpu()
-    return {m: math.sqrt(max(2.0 * v - 1.0, 0.0)) for m, v in zip(rectifiers, values.tolist())}
+    return {m: slope_from_factor(v) for m, v in zip(rectifiers, values.tolist())}
 
 
 def network_slope(scheme: Scheme, feeding: float | None, following: float | None) -> float:

@@ -41,6 +41,11 @@ def rectifier_factor(slope: float | np.ndarray) -> float | np.ndarray:
     return 0.5 * (1.0 + np.square(slope))
 
 
+def slope_from_factor(factor: float) -> float:
+    """Return the slope a ≥ 0 with ½(1+a²) = ``factor``, i.e. √(2·factor − 1) (0 below ½)."""
+    return math.sqrt(max(2.0 * factor - 1.0, 0.0))
+
+
 def he_std(fan: int, slope: float = 0.0) -> float:
     """Return √(2/((1+a²)·n)), the std that makes ½(1+a²)·n·Var[w] = 1 (paper eqs. 10, 14)."""
     return math.sqrt(2.0 / ((1.0 + slope * slope) * fan))
