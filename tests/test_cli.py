@@ -114,7 +114,12 @@ def test_bad_input_gives_one_line_and_exit_code_2(capsys, args, message):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_a_gpu_is_a_clear_error(capsys):
     code, _, err = run(capsys, *SMALL, "--device", "cuda")
-    assert code == 2 and "no CUDA GPU is available" in err
+    assert code == 2 and err.strip() == ("error: --device cuda was asked for but no CUDA GPU is available "
+                                         "(use --device auto or cpu)")
+    from initlab.probe import ProbeError, resolve_device
+    with pytest.raises(ProbeError) as raised:  # the library names its parameter; the CLI names the flag
+        resolve_device("cuda")
+    assert "--" not in str(raised.value) and str(raised.value).startswith("device 'cuda' was asked for")
 
 
 def test_unwritable_out_is_a_clear_error(capsys, tmp_path):
@@ -159,14 +164,14 @@ def test_train_history_files_are_written_in_the_background_and_complete_at_exit(
     import threading
     import time
 
-    import initlab.cli as cli_module
-    original, writers = cli_module._write_history, []
+    import initlab.folders as folders
+    original, writers = folders.write_history, []
 
     def slow(directory, history, slopes):  # later than the next epoch's start: it trains meanwhile
         time.sleep(0.3)
         original(directory, history, slopes)
         writers.append((len(history), threading.current_thread().name))
-    monkeypatch.setattr(cli_module, "_write_history", slow)
+    monkeypatch.setattr(folders, "write_history", slow)
     code, _, _ = run(capsys, *TRAIN, "--epochs", "3", "--out", str(tmp_path / "run"))
     assert code == 0
     assert [epochs for epochs, _ in writers] == [1, 2, 3]  # in order, the last one waited for
@@ -176,7 +181,7 @@ def test_train_history_files_are_written_in_the_background_and_complete_at_exit(
 
     def full_disk(directory, history, slopes):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(cli_module, "_write_history", full_disk)
+    monkeypatch.setattr(folders, "write_history", full_disk)
     code, _, err = run(capsys, *TRAIN, "--out", str(tmp_path / "full"))
     assert code == 2 and err.strip().splitlines() == ["error: [Errno 28] No space left on device"]
 
@@ -203,7 +208,7 @@ def test_train_resume_from_a_corrupt_checkpoint_is_a_clear_error(capsys, tmp_pat
     (tmp_path / "kaiming").mkdir()
     (tmp_path / "kaiming" / "checkpoint.pt").write_bytes(b"garbage")
     code, _, err = run(capsys, *TRAIN, "--out", str(tmp_path), "--resume")
-    assert code == 2 and "not a readable checkpoint" in err
+    assert code == 2 and err.startswith("error: --resume: ") and "not a readable checkpoint" in err
 
 
 @pytest.mark.slow
@@ -232,24 +237,21 @@ def test_version(capsys):
     assert code == 0 and out.startswith("initlab 0.1.0 (torch ")
 
 
-def test_report_with_no_runs_calls_the_commands_with_every_option_set(monkeypatch, tmp_path):
-    # a typer command called as a plain function gets OptionInfo objects for every option not passed
-    import inspect
+def test_report_with_no_runs_runs_the_default_probe_and_training_and_reports_both(monkeypatch, tmp_path, capsys):
+    from dataclasses import replace
 
-    import typer.models
-
-    from initlab import cli
-    calls = {}
-    for name in ("probe_command", "train_command"):
-        original = getattr(cli, name)
-
-        def record(*args, _name=name, _original=original, **kwargs):
-            bound = inspect.signature(_original).bind(*args, **kwargs)
-            calls[_name] = set(inspect.signature(_original).parameters) - set(bound.arguments)
-            calls[_name] |= {k for k, v in bound.arguments.items() if isinstance(v, typer.models.OptionInfo)}
-        monkeypatch.setattr(cli, name, record)
-    cli._run_defaults(tmp_path, quiet=True)
-    assert calls == {"probe_command": set(), "train_command": set()}
+    import initlab.reproduce as reproduce
+    short = replace(reproduce.EXPERIMENTS[0], depth=6, epochs=1)  # Figure 3's runs, shortened for the test
+    monkeypatch.setattr(reproduce, "EXPERIMENTS", (short, *reproduce.EXPERIMENTS[1:]))
+    code, out, err = run(capsys, "report", "--out", str(tmp_path / "r"), "--quiet")
+    assert code == 0 and out == "" and err.startswith("report: ")
+    probe_runs = pd.read_csv(tmp_path / "r" / "probe-run" / "probe.csv")
+    assert set(probe_runs["init"]) == {"xavier-fanin", "kaiming"} and probe_runs["seed"].nunique() == 3
+    trained = json.loads((tmp_path / "r" / "train-run" / "train.json").read_text())
+    assert [document["config"]["init"] for document in trained] == ["xavier-fanin", "kaiming"]
+    assert all(len(document["history"]) == 1 for document in trained)
+    page = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert "Probe: " in page and "Training: " in page
 
 
 def test_a_package_in_the_working_directory_is_importable_as_with_python_m(monkeypatch, tmp_path, capsys):
@@ -333,3 +335,19 @@ def test_the_probe_table_fits_a_100_column_terminal(capsys):
     assert header.split() == ["layer", "kind", "fan_in", "factor", "E[y²]", "pred", "in", "band", "E[Δx²]", "pred",
                               "in", "band", "verdict"]
     assert "NaN" not in "\n".join(lines)
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags(capsys):
+    from initlab.cli import _in_cli_terms
+    from initlab.models import ModelError, ModelRecipe
+    with pytest.raises(ModelError) as raised:
+        ModelRecipe("mypkg.nets:build").example_shape()
+    assert "--" not in str(raised.value) and "needs input_shape" in str(raised.value)
+    assert "needs --input-shape" in _in_cli_terms(str(raised.value))
+    assert _in_cli_terms("batched seeds: x; probe one pass per seed (batched=False)").endswith("(--batched off)")
+    assert _in_cli_terms("resume: checkpoint was written with different settings: lr 1 in the checkpoint, 2 now "
+                         "(run with the checkpoint's settings, or write elsewhere)") == (
+        "--resume: checkpoint was written with different settings: lr 1 in the checkpoint, 2 now "
+        "(run with the checkpoint's settings, or a new --out)")
+    code, _, err = run(capsys, "check", "tests_no_such_module_xyz:build")
+    assert code == 2 and "--" not in err.replace("--input-shape", "").replace("--debug", "")

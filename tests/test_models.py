@@ -99,5 +99,5 @@ def test_user_factory_from_a_file_and_a_module(tmp_path, monkeypatch):
 def test_unknown_builtin_and_missing_input_shape():
     with pytest.raises(ModelError, match="did you mean 'plain'"):
         ModelRecipe("plian").factory()
-    with pytest.raises(ModelError, match="needs --input-shape"):
+    with pytest.raises(ModelError, match="needs input_shape"):
         ModelRecipe("pkg.mod:fn").example_shape()

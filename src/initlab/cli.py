@@ -6,8 +6,6 @@ code 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import itertools
 import json
 import sys
@@ -21,7 +19,6 @@ from . import __version__
 
 if TYPE_CHECKING:
     import pandas as pd
-    import torch
 
     from .files import BackgroundWriter
 
@@ -32,6 +29,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, context_settings={
                   rich_markup_mode=None, help="Does your network's initialization let signal and gradient through? "
                   "(He et al. 2015, 'Delving Deep into Rectifiers')")
 _state = {"debug": False}
+
+# Library errors name Python parameters (``device='cuda'``, ``resume``, ``input_shape``,
+# ``batched=False``); on the command line they are flags, and ``main`` says so.
+_CLI_TERMS = ((r"^device '([^']*)' was asked for", r"--device \1 was asked for"), (r"\(use 'auto' or 'cpu'\)",
+              "(use --device auto or cpu)"), (r"^resume: ", "--resume: "), (r"needs input_shape", "needs --input-shape"),
+              (r"\(batched=False\)", "(--batched off)"), (r"or write elsewhere\)", "or a new --out)"))
 
 OWN_INIT = "own"
 INTERRUPTED = "interrupted: files written so far are complete (train: up to the last finished epoch; --resume continues)"
@@ -173,7 +176,8 @@ def probe_command(
     from .activations import parse_activation
     from .files import check_writable_directory
     from .inputs import example_batch
-    from .models import ModelRecipe, load_factory
+    from .folders import probe_documents, probe_frame, write_probe_folder
+    from .models import ModelRecipe, build_reproducibly, load_factory
     from .probe import probe, resolve_device
 
     if output_format not in ("table", "json", "csv"):
@@ -208,7 +212,8 @@ def probe_command(
         if input_factory is not None:
             example = load_factory(input_factory)
         else:  # a user model is built once to see whether it takes token ids
-            example = example_batch(_instance(factory) if user_model else None, recipe.example_shape(), batch_size)
+            example = example_batch(build_reproducibly(factory) if user_model else None, recipe.example_shape(),
+                                    batch_size)
         label = f"{init_spec} / {act_spec}" if not user_model else init_spec
         progress = _progress_printer(f"probing {model} · {label} · seeds", _progress_style(quiet))
         config = {"model": model, "depth": depth, "width": width, "act": act_spec if not user_model else None,
@@ -218,11 +223,10 @@ def probe_command(
                                device=target, config=config, progress=progress,
                                batched={"auto": None, "on": True, "off": False}[batched])
 
-    documents = [result.to_dict() for result in results.values()]
     if output_format == "json":
-        typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+        typer.echo(json.dumps(probe_documents(results), indent=2))
     elif output_format == "csv":
-        typer.echo(_combined_frame(results).to_csv(index=False), nl=False)
+        typer.echo(probe_frame(results).to_csv(index=False), nl=False)
     else:
         for result in results.values():
             gains = result.gains()
@@ -239,22 +243,14 @@ def probe_command(
                                 f"({gains['verdict_forward']}), worst backward "
                                 f"{_fmt(gains['backward_gain_layers'])} at {gains['worst_backward_layer']!r} "
                                 f"({gains['verdict_backward']}); He's init gives 1"))
-        typer.echo("\n" + _wrapped(f"{documents[0]['config']['direction']}; E[·²] = second moment over all "
+        typer.echo("\n" + _wrapped(f"{next(iter(results.values())).config['direction']}; E[·²] = second moment over all "
                                    "elements, geometric mean over seeds; factor = ½(1+a²)·n·Var[w], the layer's "
                                    "step of the chain; 'in band': measured within the finite-width 3σ band of the "
                                    "chain's prediction (is the theory right?), a test apart from the verdict (does "
                                    "the signal get through?)"))
     if out is not None:
-        written = _write_outputs(results, out, model)
+        written = write_probe_folder(results, out, model)
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
-
-
-def _instance(factory) -> "torch.nn.Module":
-    import torch
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return factory()
 
 
 @app.command("check")
@@ -291,14 +287,13 @@ def check_command(
 
     A user factory is called after torch.manual_seed(0), so its own init gives the same weights each run.
     """
-    import torch
-
     from .check import check
     from .files import atomic_write_text, check_writable_directory
     from .inputs import example_batch
-    from .models import ModelRecipe, load_factory
+    from .models import ModelRecipe, build_reproducibly, load_factory
     from .probe import resolve_device
-    from .schemes import UndrawnWeightsWarning, apply_init, parse_scheme
+    from .schemes import UndrawnWeightsWarning, parse_scheme
+    from .traced_init import redraw
 
     if output_format not in ("text", "json"):
         raise ValueError(f"--format must be text or json, got {output_format!r}")
@@ -311,22 +306,17 @@ def check_command(
     if out is not None:
         check_writable_directory(out)
     recipe = ModelRecipe(model, input_shape=_parse_shape(input_shape) if input_factory is None else (1,))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # a user factory's own init draws from the global RNG: the same weights each run
-        network = recipe.factory()()
-    if target is not None:
-        network = network.to(target)
+    # its own init: the same weights each run (the recipe is resolved after the seed too: a built-in
+    # model is built once there to check its layout)
+    network = build_reproducibly(lambda: recipe.factory()(), device=target)
     if input_factory is not None:
         example = load_factory(input_factory)
     else:
         example = example_batch(network, recipe.example_shape(), batch_size)
     if init is not None:
-        # drawn for the activations a traced pass finds next to each layer, every weight op included;
-        # torch-default and orthogonal are drawn per module
-        traced = parse_scheme(init).name not in ("torch-default", "orthogonal")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UndrawnWeightsWarning)
-            apply_init(network, init, seed=0, example_input=example if traced else None)
+            redraw(network, init, example)
         for warning in caught:  # one line, not Python's warning with its source line
             typer.echo(f"warning: {warning.message}", err=True)
     report = check(network, example, direction=direction, mode=mode, device=target,
@@ -343,38 +333,6 @@ def check_command(
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
     if not report.healthy:
         raise typer.Exit(1)
-
-
-def _tagged(results: dict, frame_of) -> "pd.DataFrame":
-    """Return the frames ``frame_of(result)`` of several probe results, tagged with init and act."""
-    import pandas as pd
-
-    frames = []
-    for result in results.values():
-        frame = frame_of(result)
-        frame.insert(0, "init", result.config["init"])
-        frame.insert(1, "act", result.config.get("act"))
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
-def _combined_frame(results: dict) -> "pd.DataFrame":
-    return _tagged(results, lambda result: result.to_frame())
-
-
-def _write_outputs(results: dict, out: Path, model: str) -> list[Path]:
-    from .files import atomic_write_text
-    from .report import plot_variance_vs_depth
-
-    documents = [result.to_dict() for result in results.values()]
-    return [
-        atomic_write_text(out / "probe.csv", _combined_frame(results).to_csv(index=False)),
-        atomic_write_text(out / "summary.csv", _tagged(results, lambda result: result.summary()).to_csv(index=False)),
-        atomic_write_text(out / "probe.json", json.dumps(documents[0] if len(documents) == 1 else documents,
-                                                           indent=2)),
-        plot_variance_vs_depth({label: result.frame for label, result in results.items()},
-                               out / "variance_vs_depth.png", title=f"{model}: variance vs depth"),
-    ]
 
 
 TRAIN_DEFAULTS = dict(depth=30, width=32, stages=1, epochs=20, lr=0.001)
@@ -410,43 +368,17 @@ def _progress_printer(label: str, style: str | None):
     return on_step
 
 
-def _write_history(directory: Path, history: "pd.DataFrame", slopes: "pd.DataFrame") -> None:
-    from .files import atomic_write_text
-
-    atomic_write_text(directory / "history.csv", history.to_csv(index=False))
-    atomic_write_text(directory / "history.json", history.to_json(orient="records", indent=2))
-    if not slopes.empty:
-        atomic_write_text(directory / "slopes.csv", slopes.to_csv(index=False))
-
-
 def _history_writer(directory: Path, writes: "BackgroundWriter"):
     """``on_epoch`` for ``train``: the epoch's history and slope files, written by ``writes`` in the
     background while the next epoch trains (the frames are new each epoch, nothing changes them)."""
     def on_epoch(history: "pd.DataFrame", slopes: "pd.DataFrame") -> None:
-        writes.submit(_write_history, directory, history, slopes)
+        from .folders import write_history
+        writes.submit(write_history, directory, history, slopes)
     return on_epoch
 
 
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-def _start_distributed() -> "tuple[int, int, torch.device | None]":
-    """Join the process group when launched by torchrun; return (rank, world size, device)."""
-    import os
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, None
-    import torch
-    import torch.distributed as dist
-
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-        return dist.get_rank(), world, torch.device("cuda", local_rank)
-    dist.init_process_group("gloo")
-    return dist.get_rank(), world, torch.device("cpu")
 
 
 @app.command("train")
@@ -487,11 +419,11 @@ def train_command(
     """
     from .activations import parse_activation
     from .data import load_dataset
-    from .files import BackgroundWriter, atomic_write_text, check_writable_directory
+    from .files import BackgroundWriter, check_writable_directory
     from .models import ModelRecipe
     from .probe import resolve_device
-    from .report import plot_training_curves
-    from .train import VERDICT_RULES, TrainConfig, slope_table, train_scheme
+    from .folders import write_train_folder
+    from .train import VERDICT_RULES, TrainConfig, slope_table, start_distributed, train_scheme
 
     if output_format not in ("table", "json"):
         raise ValueError(f"--format must be table or json, got {output_format!r}")
@@ -505,7 +437,7 @@ def train_command(
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                          schedule=schedule, seed=seed, steps=steps)
     inits = _init_specs(compare or init, None, False)
-    rank, world, ddp_device = _start_distributed()
+    rank, world, ddp_device = start_distributed()
     target = ddp_device or resolve_device(device)
     data = load_dataset(dataset, seed=seed, input_shape=_parse_shape(input_shape))
     recipe = ModelRecipe(model, depth, width, data.input_shape, act, stages, data.num_classes)
@@ -548,8 +480,7 @@ def train_command(
             typer.echo(f"verdict: {result.verdict} — {result.reason}")
         typer.echo(f"\nrules: {VERDICT_RULES}")
     if out is not None:
-        atomic_write_text(out / "train.json", json.dumps(documents, indent=2))
-        plot_training_curves(results, out / "curves.png", title=f"{model}, {depth} layers, {act}, {dataset}")
+        write_train_folder(results, out, f"{model}, {depth} layers, {act}, {dataset}")
         typer.echo(f"wrote {out}/train.json, {out}/curves.png and per-run history, slopes, checkpoints", err=True)
 
 
@@ -600,19 +531,6 @@ def reproduce_command(
     typer.echo(f"wrote {out}/{{figure3,figure2,table2,table1}}.csv and reproduce.json", err=True)
 
 
-def _run_defaults(out: Path, quiet: bool) -> None:
-    """Run the default probe and the Figure-3 training into ``out`` (for a report with no --from)."""
-    # every parameter given: a typer command called as a function gets OptionInfo objects for the rest
-    probe_command(model="plain", depth=None, width=None, input_shape=None, input_factory=None, init=None, act="relu",
-                  mode=None, seeds=3, batched="auto", batch_size=64, stages=3, device="auto", output_format="json",
-                  out=out / "probe-run", quiet=quiet)
-    train_command(model="plain", depth=TRAIN_DEFAULTS["depth"], width=TRAIN_DEFAULTS["width"],
-                  stages=TRAIN_DEFAULTS["stages"], act="relu", init="kaiming", compare="xavier-fanin,kaiming",
-                  dataset="digits", input_shape=None, epochs=TRAIN_DEFAULTS["epochs"], lr=TRAIN_DEFAULTS["lr"],
-                  steps=None, batch_size=64, momentum=0.9, weight_decay=5e-4, schedule="step", seed=0, device="auto",
-                  output_format="json", out=out / "train-run", resume=False, quiet=quiet)
-
-
 @app.command("report")
 def report_command(
     out: Path = typer.Option(..., "--out", help="Folder of the report (index.html, PNGs, CSV/JSON)."),
@@ -628,15 +546,18 @@ def report_command(
       initlab report --out reports/default          # runs the default probe and training first
     """
     from .files import check_writable_directory
-    from .report import load_probe_folder, load_train_folder, probe_section, report_header, training_section, write_html
+    from .folders import load_probe_folder, load_train_folder
+    from .probe import resolve_device
+    from .report import probe_section, report_header, training_section, write_html
+    from .reproduce import default_runs
 
     check_writable_directory(out)
     command = "initlab report --out " + str(out) + "".join(f" --from {s}" for s in sources)
     sections = []
     if not sources:
-        with contextlib.redirect_stdout(io.StringIO()):  # their results go into the report, not the terminal
-            _run_defaults(out, quiet)
-        sources = [out / "probe-run", out / "train-run"]
+        style = _progress_style(quiet)
+        sources = list(default_runs(out, device=resolve_device("auto"),
+                                    on_run=lambda label: _progress_printer(f"{label} · steps", style)))
     for source in sources:
         if (source / "probe.csv").is_file():
             sections.append(probe_section(load_probe_folder(source), out / f"probe-{source.name}",
@@ -674,6 +595,14 @@ def list_command(what: str = typer.Argument("all", help="schemes, activations, m
                 typer.echo(f"  {key:<16} {description}")
 
 
+def _in_cli_terms(message: str) -> str:
+    """A library error's message with its parameter names as the command line's flags."""
+    import re
+    for pattern, flag in _CLI_TERMS:
+        message = re.sub(pattern, flag, message)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return its exit code (0 ok, 1 check found the init unhealthy, 2 usage or input error)."""
     _state["debug"] = False  # set again by --debug; never carried over from an earlier call
@@ -692,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:
         if _state["debug"]:
             raise
-        typer.echo(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", err=True)
+        typer.echo(f"error: {_in_cli_terms(str(error).splitlines()[0]) if str(error) else type(error).__name__}", err=True)
         return 2
     except RuntimeError as error:  # e.g. a user model that does not fit the data, met mid-training
         if _state["debug"]:

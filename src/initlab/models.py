@@ -20,6 +20,7 @@ from torch import nn
 
 from .activations import make_activation
 from .names import did_you_mean
+from .schemes import Scheme, apply_init
 
 
 class ModelError(ValueError):
@@ -179,6 +180,53 @@ def call_factory(factory: Callable[[], nn.Module], target: str) -> nn.Module:
     return model
 
 
+def build_seeded(factory: Callable[[], nn.Module], seed: int, *, device: torch.device | None = None,
+                 init: str | Scheme | None = None) -> nn.Module:
+    """Return ``factory()`` called after ``torch.manual_seed(seed)``, re-initialized with ``init``
+    (None: its own init) from the same seed, on ``device``: the model a seed stands for.
+
+    Seeds the global RNG (callers that must leave it as found fork it first). The init is drawn
+    before the move when the model is built on the CPU (``place``)."""
+    torch.manual_seed(seed)
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"the model factory returned {type(model).__name__}, not an nn.Module")
+    return place(model, seed, device=device, init=init)
+
+
+def build_reproducibly(factory: Callable[[], nn.Module], *, device: torch.device | None = None) -> nn.Module:
+    """Return ``factory()`` called after ``torch.manual_seed(0)`` with the caller's global RNG left
+    as found: a user factory's own init (which draws from that RNG) gives the same weights each run."""
+    with torch.random.fork_rng(devices=[]):
+        return build_seeded(factory, 0, device=device)
+
+
+def place(model: nn.Module, seed: int, *, device: torch.device | None = None,
+          init: str | Scheme | None = None) -> nn.Module:
+    """Return ``model`` re-initialized with ``init`` from ``seed`` and moved to ``device``.
+
+    On the CPU the init is drawn before the move: the CPU generator's draws land in the weights
+    themselves and cross to the device with them, not once more per layer through a staging tensor
+    (``Scheme.init_layer_``). The weights are the same either way."""
+    drawn_first = init is not None and model_device(model).type == "cpu"
+    if drawn_first:
+        apply_init(model, init, seed=seed)
+    if device is not None:
+        model = model.to(device)
+    if init is not None and not drawn_first:
+        apply_init(model, init, seed=seed)
+    return model
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (the CPU for a model with neither)."""
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
 BUILTIN_MODELS: dict[str, str] = {
     "plain": "the paper's plain conv net scaled for a CPU (--depth, --width, --input-shape C,H,W)",
     "mlp": "plain MLP (--depth Linear layers of --width units)",
@@ -211,7 +259,7 @@ class ModelRecipe:
         if self.name in PAPER_LAYOUTS:
             return self.input_shape or (3, 224, 224)
         if self.input_shape is None:
-            raise ModelError(f"model {self.name!r} needs --input-shape (one example's shape, e.g. 3,224,224)")
+            raise ModelError(f"model {self.name!r} needs input_shape (one example's shape, e.g. 3,224,224)")
         return self.input_shape
 
     def factory(self) -> Callable[[], nn.Module]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -306,39 +305,6 @@ def report_header(command: str, config: dict[str, str] | None = None, device: st
 
 
 # -- reading output folders back ---------------------------------------------------------------------
-
-
-def load_probe_folder(folder: Path) -> dict[str, pd.DataFrame]:
-    """Return the probe frames of an ``initlab probe --out`` folder, by "init / act" label."""
-    frame = pd.read_csv(Path(folder) / "probe.csv")
-    labels = frame["init"] + (" / " + frame["act"].fillna("own") if "act" in frame else "")
-    return {label: part.drop(columns=["init", "act"], errors="ignore") for label, part in frame.groupby(labels, sort=False)}
-
-
-@dataclass
-class StoredRun:
-    """A finished training run read back from JSON (the fields reports use)."""
-
-    history: pd.DataFrame
-    slopes: pd.DataFrame
-    verdict: str
-    reason: str
-    final_train_loss: float
-    final_val_error: float
-
-
-def stored_run(document: dict) -> StoredRun:
-    """Return a ``StoredRun`` from one ``TrainResult.to_dict()`` document."""
-    return StoredRun(pd.DataFrame(document["history"]), pd.DataFrame(document.get("slopes", [])),
-                     document["verdict"], document.get("reason", ""),
-                     float(document.get("final_train_loss") or float("nan")),
-                     float(document.get("final_val_error") or float("nan")))
-
-
-def load_train_folder(folder: Path) -> dict[str, StoredRun]:
-    """Return the runs of an ``initlab train --out`` folder (its train.json), by init label."""
-    documents = json.loads((Path(folder) / "train.json").read_text())
-    return {d["config"].get("init", f"run {i}"): stored_run(d) for i, d in enumerate(documents)}
 
 
 def plot_check(report: Any, path: str | Path | None = None) -> plt.Figure:

@@ -162,6 +162,33 @@ def reproduce(*, device=None, out: Path | None = None, quick: bool = False,
     return outcome
 
 
+DEFAULT_PROBE_INITS = ("xavier-fanin", "kaiming")
+
+
+def default_runs(out: Path, *, device=None, on_run: Callable[[str], Callable | None] | None = None,
+                 experiment: Experiment | None = None) -> tuple[Path, Path]:
+    """Run the default probe (``initlab probe``: the plain 30-layer net, xavier-fanin and kaiming,
+    3 seeds) and the Figure-3 training (``experiment``, by default ``EXPERIMENTS[0]``) into
+    ``out/probe-run`` and ``out/train-run``, as ``probe --out`` and ``train --out`` write them;
+    return the two folders (the sources of a report given none)."""
+    from .folders import write_probe_folder, write_train_folder
+    from .inputs import example_batch
+    from .probe import probe
+    experiment = experiment or EXPERIMENTS[0]
+    recipe = ModelRecipe("plain", input_shape=(3, 32, 32))
+    example = example_batch(None, recipe.example_shape(), 64)
+    probes = {f"{init} / relu": probe(recipe.factory(), example, init=init, seeds=3, device=device,
+                                      config={"model": "plain", "act": "relu"}) for init in DEFAULT_PROBE_INITS}
+    probe_folder, train_folder = out / "probe-run", out / "train-run"
+    for folder in (probe_folder, train_folder):
+        folder.mkdir(parents=True, exist_ok=True)
+    write_probe_folder(probes, probe_folder, "plain")
+    runs = run_experiment(experiment, load_dataset("digits", seed=0), device=device, on_run=on_run)
+    write_train_folder({label.split(" / ")[0]: results[0] for label, results in runs.items()}, train_folder,
+                       f"plain, {experiment.depth} layers, relu, digits")
+    return probe_folder, train_folder
+
+
 def probe_trained_architecture(experiment: Experiment, dataset: Dataset, *, device=None,
                                seeds: int = 3) -> dict[str, pd.DataFrame]:
     """Probe the net Figure 3 trains (same layout, digits-shaped batch) under each of its inits."""

@@ -120,3 +120,16 @@ def _draw(weight: torch.Tensor, variance: float, dist: str, generator: torch.Gen
     if not math.isfinite(variance) or variance < 0:
         raise ValueError(f"the scheme gives Var[w] = {variance} for a layer of shape {tuple(weight.shape)}")
     fill_staged_(weight, lambda target: _fill(target, variance, dist, generator), generator)
+
+
+# Schemes drawn per module, from the module's own shape: nothing to trace.
+PER_MODULE_SCHEMES = ("torch-default", "orthogonal")
+
+
+def redraw(model: nn.Module, scheme: str | Scheme, example_input: ModelInput, *, seed: int = 0) -> nn.Module:
+    """Re-initialize ``model`` with ``scheme`` the way ``initlab check --init`` does: traced for the
+    activations found next to each layer, every covered weight op included (``init_from_trace``),
+    or per module for the schemes drawn from a module's own shape (``PER_MODULE_SCHEMES``)."""
+    from .schemes import apply_init
+    traced = parse_scheme(scheme).name not in PER_MODULE_SCHEMES
+    return apply_init(model, scheme, seed=seed, example_input=example_input if traced else None)

@@ -30,7 +30,8 @@ from torch import nn
 from .activations import no_decay_param_groups
 from .data import Dataset
 from .files import BackgroundWriter, atomic_write, json_records, json_value
-from .schemes import apply_init, stream_seed
+from .models import build_seeded
+from .schemes import stream_seed
 
 SHUFFLE_STREAM = 1000  # + epoch
 
@@ -241,11 +242,11 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ValueError(f"--resume: no checkpoint at {path}") from None
+        raise ValueError(f"resume: no checkpoint at {path}") from None
     except Exception as error:
-        raise ValueError(f"--resume: {path} is not a readable checkpoint ({type(error).__name__})") from None
+        raise ValueError(f"resume: {path} is not a readable checkpoint ({type(error).__name__})") from None
     if not isinstance(checkpoint, dict) or not {"model", "optimizer", "epoch", "history"} <= checkpoint.keys():
-        raise ValueError(f"--resume: {path} is not an initlab training checkpoint")
+        raise ValueError(f"resume: {path} is not an initlab training checkpoint")
     return checkpoint
 
 
@@ -283,12 +284,12 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
             now = asdict(config)
             changed = [f"{key} {saved.get(key)!r} in the checkpoint, {now.get(key)!r} now"
                        for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
-            raise ValueError(f"--resume: checkpoint was written with different settings: {'; '.join(changed)} "
-                             "(run with the checkpoint's settings, or a new --out)")
+            raise ValueError(f"resume: checkpoint was written with different settings: {'; '.join(changed)} "
+                             "(run with the checkpoint's settings, or write elsewhere)")
         try:
             model.load_state_dict(state["model"])
         except RuntimeError as error:
-            raise ValueError(f"--resume: checkpoint does not fit this model: {str(error).splitlines()[0]}") from None
+            raise ValueError(f"resume: checkpoint does not fit this model: {str(error).splitlines()[0]}") from None
         optimizer.load_state_dict(state["optimizer"])
         history, slopes = list(state["history"]), list(state.get("slopes", []))
         start_epoch = int(state["epoch"]) + 1
@@ -366,12 +367,7 @@ def train_scheme(factory: Callable[[], nn.Module], init: str | None, dataset: Da
                  on_epoch: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None) -> TrainResult:
     """Build a model for ``config.seed`` (``torch.manual_seed`` then the factory), initialize it
     with ``init`` (None: its own init) from the same seed, and train it."""
-    torch.manual_seed(config.seed)
-    model = factory()
-    if device is not None:
-        model = model.to(device)
-    if init is not None:
-        apply_init(model, init, seed=config.seed)
+    model = build_seeded(factory, config.seed, device=device, init=init)
     result = train(model, dataset, config, device=device, checkpoint=checkpoint, resume=resume, on_step=on_step,
                    on_epoch=on_epoch)
     result.config["init"] = init or "model's own"
@@ -385,3 +381,21 @@ def slope_table(slopes: pd.DataFrame) -> pd.DataFrame:
     last = slopes[slopes["epoch"] == slopes["epoch"].max()]
     return last[["position", "layer", "channels", "slope_mean", "slope_std", "slope_min", "slope_max"]].reset_index(
         drop=True)
+
+
+def start_distributed() -> tuple[int, int, torch.device | None]:
+    """Join the process group when launched by torchrun; return (rank, world size, device).
+
+    One process (no ``WORLD_SIZE`` above 1): (0, 1, None). On GPUs each rank takes the GPU of its
+    ``LOCAL_RANK`` with the nccl backend; on CPUs the gloo backend."""
+    import os
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+        dist.init_process_group("nccl")
+        return dist.get_rank(), world, torch.device("cuda", local_rank)
+    dist.init_process_group("gloo")
+    return dist.get_rank(), world, torch.device("cpu")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
+from ..models import model_device
 from .errors import ProbeError
+
+__all__ = ["model_device", "resolve_device"]
 
 
 def resolve_device(spec: str | torch.device | None) -> torch.device | None:
@@ -19,13 +21,5 @@ def resolve_device(spec: str | torch.device | None) -> torch.device | None:
     except RuntimeError:
         raise ProbeError(f"unknown device {spec!r}; valid: auto, cpu, cuda, cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ProbeError("--device cuda was asked for but no CUDA GPU is available (use --device auto or cpu)")
+        raise ProbeError(f"device {spec!r} was asked for but no CUDA GPU is available (use 'auto' or 'cpu')")
     return device
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models import build_seeded, place
 from ..compare import build_attention_frame, build_dead_frame, build_frame, build_norm_frame, build_sum_frame
-from ..schemes import Scheme, adjacent_factors, apply_init, network_factor, parse_scheme
+from ..schemes import Scheme, adjacent_factors, network_factor, parse_scheme
 from .devices import model_device as _model_device, resolve_device
 from .errors import ProbeError
 from .passes import DIRECTION, ModelInput, _input_tensors, _map_tensors, _run_pass
@@ -127,25 +128,10 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
 
         def instance_for(seed: int) -> nn.Module:
             if is_factory:
-                torch.manual_seed(seed)
-                instance = model()
-                if not isinstance(instance, nn.Module):
-                    raise ProbeError(f"the model factory returned {type(instance).__name__}, not an nn.Module")
-            elif scheme is None and (target is None or target == _model_device(model)):
+                return build_seeded(model, seed, device=target, init=scheme)
+            if scheme is None and (target is None or target == _model_device(model)):
                 return model  # probed in place: nothing is written but buffers, which are restored
-            else:
-                instance = copy.deepcopy(model)
-            # On the CPU the init is drawn before the move: the CPU generator's draws land in the
-            # weights themselves and cross to the device with them, not once more per layer
-            # through a staging tensor (``Scheme.init_layer_``). The weights are the same.
-            drawn_first = scheme is not None and _model_device(instance).type == "cpu"
-            if drawn_first:
-                apply_init(instance, scheme, seed=seed)
-            if target is not None:
-                instance = instance.to(target)
-            if scheme is not None and not drawn_first:
-                apply_init(instance, scheme, seed=seed)
-            return instance
+            return place(copy.deepcopy(model), seed, device=target, init=scheme)
 
         instances: list[nn.Module] = []
         if batched or (batched is None and len(seed_list) > 1 and device_used.type == "cuda"):
@@ -154,7 +140,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
                 passes = [(*_probe_stacked(instances, example_input, seed_list, scheme), seed_list)]
             except StackingError as error:
                 if batched:
-                    raise ProbeError(f"batched seeds: {error}; probe one pass per seed (batched=False, --batched off)") from None
+                    raise ProbeError(f"batched seeds: {error}; probe one pass per seed (batched=False)") from None
             if passes and progress is not None:
                 progress(len(seed_list), len(seed_list))
         if not passes:  # one pass per seed, reusing the instances built for a stacking that did not apply
