@@ -30,7 +30,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .compare import HEALTHY_DECADES, JUDGED_GROWTH, slope_from_factor, stream_summary
+from .compare import slope_from_factor
+from .verdicts import HEALTHY_DECADES, JUDGED_GROWTH, stream_summary
 from .files import json_records, json_value
 from .probe import ModelInput, ProbeResult, probe
 from .schemes import DROPOUT_STREAM, stream_seed
@@ -394,7 +395,7 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
     factor_column = "factor_forward" if direction == "forward" else "factor_backward"
     # An init's factor matters where it compounds: layers of a chain of two or more that He's
     # condition judges. Under a normalization or inside a residual branch the scale is taken away
-    # or judged by the stream (``compare.judged_by``); a lone layer's factor does not compound.
+    # or judged by the stream (``verdicts.judged_by``); a lone layer's factor does not compound.
     chain_sizes = layers.groupby("segment")["segment"].transform("size")
     compounding = layers[(layers["judged_by"] == "chain") & (chain_sizes >= 2)]
     rectified = compounding[compounding["rectifier_in"]]
@@ -478,7 +479,7 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
                 if stream[f"verdict_{stream_direction}"] == "exploding":
                     growth = stream[JUDGED_GROWTH[stream_direction]]
                     count = int(stream["sums"])
-                    steps = count - 1  # judged from the first sum on (``compare.stream_summary``)
+                    steps = count - 1  # judged from the first sum on (``verdicts.stream_summary``)
                     findings.append(Finding(
                         "residual-stream-growth", "error",
                         f"the residual stream from {stream['first']!r} to {stream['last']!r} grows ×{growth:.3g} "

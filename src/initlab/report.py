@@ -22,7 +22,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .compare import SINGLE_STEP_DECADES, layer_summary, network_summary  # noqa: E402
+from .verdicts import SINGLE_STEP_DECADES, layer_summary, network_summary  # noqa: E402
 from .files import atomic_write, atomic_write_text  # noqa: E402
 
 # Okabe & Ito's colour-blind-safe palette; a label keeps its colour across figures.
@@ -322,7 +322,7 @@ def plot_check(report: Any, path: str | Path | None = None) -> plt.Figure:
         # judged by their stream or removed by a normalization: not by the chain gain drawn here
         branch = (layers["judged_by"].to_numpy() != "chain") if "judged_by" in layers else \
             layers["in_residual_branch"].to_numpy(dtype=bool)
-        if f"healthy_{direction}_low" in layers:  # the interval each layer is judged by (``compare.healthy_interval``)
+        if f"healthy_{direction}_low" in layers:  # the interval each layer is judged by (``verdicts.healthy_interval``)
             axis.fill_between(index, layers[f"healthy_{direction}_low"], layers[f"healthy_{direction}_high"],
                               step="mid", color="#2da44e", alpha=0.10, linewidth=0,
                               label="healthy: finite-width band, at least ±1 decade")

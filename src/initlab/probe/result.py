@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..compare import layer_summary, network_summary, to_json_dict
+from ..compare import to_json_dict
+from ..verdicts import layer_summary, network_summary
 from ..coverage import Coverage
 
 
