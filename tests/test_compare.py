@@ -1,0 +1,29 @@
+"""The tidy frames: one row per seed × layer, predictions by the paper's chain from the measured input."""
+
+import numpy as np
+import pytest
+import torch
+
+import initlab
+from initlab import theory
+from initlab.compare import GEOMETRIC_COLUMNS, slope_from_factor
+
+
+def test_the_frame_has_a_row_per_seed_and_layer_and_the_chain_predicts_from_the_measured_input():
+    x = torch.randn(32, 64, generator=torch.Generator().manual_seed(0))
+    result = initlab.probe(lambda: initlab.mlp(depth=5, width=64, input_shape=(64,)), x, init="kaiming", seeds=[0, 1])
+    frame = result.to_frame()
+    assert len(frame) == 2 * 5 and list(frame.groupby("seed").size()) == [5, 5]
+    first = frame[frame["seed"] == 0].reset_index(drop=True)
+    assert list(first["link_in"]) == ["input"] + ["rectifier"] * 4
+    # eq. 7 on the raw input: E[y_1²] = n·Var[w]·E[x²] = 2·E[x²] under Kaiming; then ½·n·(2/n) = 1 per layer (eq. 9)
+    expected = 2.0 * float(x.square().mean())
+    np.testing.assert_allclose(first["var_y_pred"], expected, rtol=1e-6)
+    np.testing.assert_allclose(first["forward_factor"][1:], 1.0, rtol=1e-12)
+    assert set(GEOMETRIC_COLUMNS) <= set(frame.columns)
+
+
+def test_the_slope_of_a_factor_inverts_the_rectifier_factor():
+    for slope in (0.0, 0.1, 0.25, 1.0):
+        assert slope_from_factor(theory.rectifier_factor(slope)) == pytest.approx(slope, abs=1e-12)
+    assert slope_from_factor(None) is None and slope_from_factor(0.3) == 0.0  # below ½: no rectifier gives it
