@@ -36,7 +36,7 @@ from .probe import ModelInput, probe
 from .schemes import (INIT_STREAM, Scheme, _fill, embedding_tables, fill_staged_, network_factor, parse_scheme,
                       stream_seed, warn_undrawn)
 
-_PER_MODULE = ("torch-default", "orthogonal")  # drawn by a module's own method or a matrix factorization
+PER_MODULE_SCHEMES = ("torch-default", "orthogonal")  # drawn by a module's own method or a matrix factorization
 
 
 def _layers_by_name(model: nn.Module) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
@@ -65,7 +65,7 @@ def init_from_trace(model: nn.Module, scheme: str | Scheme, example_input: Model
     ``UndrawnWeightsWarning`` names it.
     """
     scheme = parse_scheme(scheme)
-    if scheme.name in _PER_MODULE:
+    if scheme.name in PER_MODULE_SCHEMES:
         raise ValueError(f"{scheme.name} is drawn per module: use apply_init(model, {str(scheme)!r}) without "
                          "example_input")
     result = probe(model, example_input)
@@ -120,10 +120,6 @@ def _draw(weight: torch.Tensor, variance: float, dist: str, generator: torch.Gen
     if not math.isfinite(variance) or variance < 0:
         raise ValueError(f"the scheme gives Var[w] = {variance} for a layer of shape {tuple(weight.shape)}")
     fill_staged_(weight, lambda target: _fill(target, variance, dist, generator), generator)
-
-
-# Schemes drawn per module, from the module's own shape: nothing to trace.
-PER_MODULE_SCHEMES = ("torch-default", "orthogonal")
 
 
 def redraw(model: nn.Module, scheme: str | Scheme, example_input: ModelInput, *, seed: int = 0) -> nn.Module:

@@ -1,0 +1,71 @@
+"""The probe's statistics read as their formulas: each recipe against the plain torch expression,
+on both sides of every seam (the CPU's dot products and sums, the GPU's Welford pass run here)."""
+
+import numpy as np
+import pytest
+import torch
+
+from initlab.probe import reductions
+from initlab.probe.reductions import (_RawStore, _Scratch, _evaluate, _moments, _parameter_second_moments,
+                                      _position_moments, _second_moment, _unit_means, _variance_and_second_moment)
+
+
+def _x(*shape, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 1.7 + 0.3
+
+
+def _value(store, recipe):
+    """A recipe's value per seed: (S, ...) from the store's rows."""
+    return _evaluate(recipe, store.flat().double().numpy().reshape(store.stacked, -1))
+
+
+def _scalar(store, recipe) -> float:
+    return float(np.asarray(_value(store, recipe)).reshape(-1)[0])
+
+
+@pytest.mark.parametrize("welford", [False, True])
+def test_moments_and_maps_are_their_formulas_on_either_path(monkeypatch, welford):
+    monkeypatch.setattr(reductions, "_uses_welford", lambda data: welford)
+    x = _x(4, 3, 5, 6)
+    store = _RawStore()
+    mean, second = _moments(store, x)
+    variance, second_again = _variance_and_second_moment(store, x)
+    second_map, overall, map_mean = _position_moments(store, x, 2, _Scratch())
+    units = _unit_means(store, x, dim=1)
+    x64 = x.double()
+    assert _scalar(store, second) == pytest.approx(float(x64.square().mean()), rel=1e-6)  # E[x²] = Σx²/N
+    assert _scalar(store, mean) == pytest.approx(float(x64.mean()), rel=1e-5, abs=1e-7)
+    assert _scalar(store, variance) == pytest.approx(float(x64.var(unbiased=False)), rel=1e-5)
+    np.testing.assert_allclose(_value(store, second_map)[0], x64.square().mean(dim=(0, 1)).numpy(), rtol=1e-5)
+    assert _scalar(store, overall) == pytest.approx(float(x64.square().mean()), rel=1e-5)
+    assert (map_mean is None) == (not welford)  # the Welford pass gives E[x] for free
+    np.testing.assert_allclose(_value(store, units)[0], x64.mean(dim=(0, 2, 3)).numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_stacked_seeds_give_each_seeds_statistic_in_its_row():
+    seeds = [_x(4, 3, 5, seed=s) for s in range(3)]
+    stacked = torch.cat(seeds, dim=1)  # seeds side by side along dim 1, as ``stacking`` lays them out
+    store = _RawStore(3)
+    second = _second_moment(store, stacked, 3)
+    rows = _value(store, second)
+    np.testing.assert_allclose(rows, [float(s.double().square().mean()) for s in seeds], rtol=1e-6)
+
+
+def test_parameter_second_moments_come_from_one_multi_tensor_norm():
+    parameters = [_x(8, 4), _x(16, seed=1), _x(3, 3, 2, 2, seed=2)]
+    store = _RawStore()
+    recipes = _parameter_second_moments(store, parameters, 1)
+    for recipe, parameter in zip(recipes, parameters):
+        assert _scalar(store, recipe) == pytest.approx(float(parameter.double().square().mean()), rel=1e-6)
+
+
+def test_the_scratch_buffer_is_reused_for_large_squares_and_small_ones_get_fresh_memory():
+    scratch = _Scratch()
+    large = _x(64, 64, 8)  # 128 KiB > SMALL_BYTES
+    first = scratch.square(large)
+    assert torch.equal(first, large * large) and scratch.buffer is not None
+    pointer = scratch.buffer.data_ptr()
+    scratch.square(_x(64, 64, 8, seed=1))
+    assert scratch.buffer.data_ptr() == pointer
+    small = _x(2, 3)
+    assert torch.equal(scratch.square(small), small * small) and scratch.buffer.data_ptr() == pointer
