@@ -337,158 +337,226 @@ def _module_names(rows: pd.DataFrame) -> str:
     return "/".join(kinds)
 
 
-def _normalization_findings(result: ProbeResult, any_unhealthy: bool) -> list[Finding]:
-    """Train-mode normalizations that cannot undo a scale (input variance below eps) and affine
-    weights drawn small (0 < E[γ²] < NORM_WEIGHT_WARNING; a zero-init γ is a design)."""
-    found: list[Finding] = []
-    norms = result.norms
-    starved = ()
-    if norms is not None and not norms.empty:
-        first_norms = norms[norms["seed"] == norms["seed"].min()]
-        starved = first_norms[first_norms["undone_fraction"] < NORM_UNDONE_ERROR]
-        # random small affine weights (not a deliberate zero-init): each such norm scales its output by E[γ²]
-        shrunk = first_norms[(first_norms["weight_second_moment"] > 0)
-                             & (first_norms["weight_second_moment"] < NORM_WEIGHT_WARNING)]
-        if len(shrunk):
-            gamma = float(np.exp(np.log(shrunk["weight_second_moment"].to_numpy(dtype=float)).mean()))
-            found.append(Finding(
-                "normalization-weight", "error" if any_unhealthy or len(starved) else "warning",
-                f"{len(shrunk)} normalization layers have affine weights drawn small, E[γ²] ≈ {gamma:.3g}: each scales "
-                "its output by that factor, and where no residual stream carries the signal past them the factors "
-                "compound", "initialize normalization weights to 1 and biases to 0 (nn.init.ones_ / zeros_)",
-                tuple(shrunk["name"]), gamma))
-        if len(starved):
-            worst = starved.loc[starved["undone_fraction"].idxmin()]
-            found.append(Finding(
-                "normalization-starved", "error",
-                f"{len(starved)} normalization(s) get an input whose variance is below their eps, so they cannot "
-                f"undo its scale: at {worst['name']!r} Var = {worst['input_variance']:.3g} against eps "
-                f"{worst['eps']:.3g}, output E[y²] ≈ ×{worst['undone_fraction']:.3g} of unit",
-                "the weights before them are drawn far too small (e.g. std 1e-4): use the architecture's own init "
-                "(std 0.02 for transformers) or kaiming", tuple(starved["name"]), float(worst["undone_fraction"])))
-    return found
+@dataclass
+class _Context:
+    """What every finding rule reads: the check's frames and the facts several rules share."""
+
+    layers: pd.DataFrame  # ``_layer_table``: one row per layer call
+    first_seed: pd.DataFrame  # the probe frame's rows of the first seed
+    result: ProbeResult
+    gains: dict
+    streams: pd.DataFrame
+    direction: str
+    input_drawn: bool
+    any_unhealthy: bool = False
+    compounding: pd.DataFrame | None = None  # layers of a chain of two or more, judged by their own gain
+    rectified: pd.DataFrame | None = None  # those of them fed by a rectifier
+    slope_text: str = "a=0"
+    fix: str = ""
 
 
-def _attention_findings(result: ProbeResult) -> list[Finding]:
-    """Attention calls whose logits spread beyond ATTENTION_LOGIT_STD_ERROR: a one-hot softmax at init."""
-    found: list[Finding] = []
-    attention = result.attention
-    if attention is not None and not attention.empty:
-        first_calls = attention[attention["seed"] == attention["seed"].min()]
-        saturated = first_calls[first_calls["logit_std"] > ATTENTION_LOGIT_STD_ERROR]
-        if len(saturated):
-            worst = saturated.loc[saturated["logit_std"].idxmax()]
-            found.append(Finding(
-                "attention-saturated", "error",
-                f"{len(saturated)} of {len(first_calls)} attention calls have logits spread beyond "
-                f"{ATTENTION_LOGIT_STD_ERROR:g} (up to {worst['logit_std']:.3g} at {worst['name']!r}): the softmax is "
-                "one-hot at init and passes almost no gradient to the queries and keys",
-                "the query and key projections are drawn far too large (e.g. std 1): use the architecture's own init "
-                "(std 0.02) or Var[w] = 1/fan_in", tuple(saturated["name"]), float(worst["logit_std"])))
-    return found
-
-
-def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResult, gains: dict,
-              streams: pd.DataFrame, direction: str, input_drawn: bool = False) -> list[Finding]:
-    findings: list[Finding] = []
-    any_unhealthy = (gains["verdict_forward"], gains["verdict_backward"]) != ("healthy", "healthy")
-    factor_column = "factor_forward" if direction == "forward" else "factor_backward"
+def _context(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResult, gains: dict,
+             streams: pd.DataFrame, direction: str, input_drawn: bool) -> _Context:
+    context = _Context(layers, first_seed, result, gains, streams, direction, input_drawn)
+    context.any_unhealthy = (gains["verdict_forward"], gains["verdict_backward"]) != ("healthy", "healthy")
     # An init's factor matters where it compounds: layers of a chain of two or more that He's
     # condition judges. Under a normalization or inside a residual branch the scale is taken away
     # or judged by the stream (``verdicts.judged_by``); a lone layer's factor does not compound.
     chain_sizes = layers.groupby("segment")["segment"].transform("size")
-    compounding = layers[(layers["judged_by"] == "chain") & (chain_sizes >= 2)]
-    rectified = compounding[compounding["rectifier_in"]]
-    slopes = rectified["slope_in"].round(3)
-    slope_text = ", ".join(f"a={s:g}" for s in sorted(set(slopes))) if len(rectified) else "a=0"
-    fix_mode = "fan_in" if direction == "forward" else "fan_out"
-    fix = (f"kaiming, mode {fix_mode}" + (f", {slope_text} for the {_module_names(rectified)} layers' rectifiers"
-                                          if (slopes > 0).any() else "")
-           + f": initlab.apply_init(model, 'kaiming{':mode=fan_out' if direction == 'backward' else ''}') "
-             "(reads each layer's rectifier slope)")
+    context.compounding = layers[(layers["judged_by"] == "chain") & (chain_sizes >= 2)]
+    context.rectified = context.compounding[context.compounding["rectifier_in"]]
+    slopes = context.rectified["slope_in"].round(3)
+    context.slope_text = ", ".join(f"a={s:g}" for s in sorted(set(slopes))) if len(context.rectified) else "a=0"
+    context.fix = (f"kaiming, mode {_fix_mode(direction)}"
+                   + (f", {context.slope_text} for the {_module_names(context.rectified)} layers' rectifiers"
+                      if (slopes > 0).any() else "")
+                   + f": initlab.apply_init(model, 'kaiming{':mode=fan_out' if direction == 'backward' else ''}') "
+                     "(reads each layer's rectifier slope)")
+    return context
 
-    # (identified init, finding kind, what is wrong); the message goes on with the factor
-    misinits = (
-        ("torch-default", "torch-default-init", "use PyTorch's default init: Var[w] = 1/(3·fan_in), factor ≈ {factor} "
-                                                "per rectifier layer"),
-        ("xavier-fanin", "xavier-under-rectifier", "use Xavier (Var[w] = 1/fan_in) under a rectifier: factor ≈ "
-                                                   "{factor} per layer (½(1+a²)·n·Var[w])"),
-        ("xavier", "xavier-under-rectifier", "use Xavier (Var[w] = 2/(fan_in+fan_out)) under a rectifier: factor ≈ "
-                                             "{factor} per layer (½(1+a²)·n·Var[w])"),
-        ("xavier(torch)", "xavier-under-rectifier", "use torch's Xavier (Var[w] = 2/(fan_in+k·c_out), groups ignored) "
-                                                    "under a rectifier: factor ≈ {factor} per layer"),
-        ("kaiming:a=0", "slope-mismatch", f"follow a PReLU/leaky ReLU ({slope_text}) but are initialized for ReLU "
-                                          "(a=0): factor (1+a²) ≈ {factor} per layer"),
-    )
-    for init, kind, what in misinits:
-        rows = rectified[rectified["init"] == init]
+
+def _fix_mode(direction: str) -> str:
+    return "fan_in" if direction == "forward" else "fan_out"
+
+
+# The misinitializations read off a layer's identified init: (init, finding kind, what is wrong).
+# The message goes on with the factor; {factor} and {slope_text} are filled in per check.
+MISINITS = (
+    ("torch-default", "torch-default-init", "use PyTorch's default init: Var[w] = 1/(3·fan_in), factor ≈ {factor} "
+                                            "per rectifier layer"),
+    ("xavier-fanin", "xavier-under-rectifier", "use Xavier (Var[w] = 1/fan_in) under a rectifier: factor ≈ "
+                                               "{factor} per layer (½(1+a²)·n·Var[w])"),
+    ("xavier", "xavier-under-rectifier", "use Xavier (Var[w] = 2/(fan_in+fan_out)) under a rectifier: factor ≈ "
+                                         "{factor} per layer (½(1+a²)·n·Var[w])"),
+    ("xavier(torch)", "xavier-under-rectifier", "use torch's Xavier (Var[w] = 2/(fan_in+k·c_out), groups ignored) "
+                                                "under a rectifier: factor ≈ {factor} per layer"),
+    ("kaiming:a=0", "slope-mismatch", "follow a PReLU/leaky ReLU ({slope_text}) but are initialized for ReLU "
+                                      "(a=0): factor (1+a²) ≈ {factor} per layer"),
+)
+
+
+def _misinit_findings(context: _Context) -> list[Finding]:
+    """Rectifier layers whose identified init is one of ``MISINITS``, with the factor it compounds to."""
+    found = []
+    factor_column = "factor_forward" if context.direction == "forward" else "factor_backward"
+    for init, kind, what in MISINITS:
+        rows = context.rectified[context.rectified["init"] == init]
         if len(rows):
             factor = float(np.exp(np.log(rows[factor_column].to_numpy()).mean()))
-            findings.append(Finding(
-                kind, "error" if any_unhealthy else "warning",
-                f"{len(rows)} {_module_names(rows)} layers {what.format(factor=f'{factor:.3g}')}, "
-                f"{_over(rows, factor)}", fix, tuple(rows["name"]), factor))
+            found.append(Finding(
+                kind, "error" if context.any_unhealthy else "warning",
+                f"{len(rows)} {_module_names(rows)} layers "
+                f"{what.format(factor=f'{factor:.3g}', slope_text=context.slope_text)}, {_over(rows, factor)}",
+                context.fix, tuple(rows["name"]), factor))
+    return found
+
+
+def _fan_mode_findings(context: _Context) -> list[Finding]:
+    """Kaiming in the other direction's fan mode: a width ratio n/n̂ per layer (a warning)."""
+    direction, compounding = context.direction, context.compounding
     wrong_modes = ("kaiming:mode=fan_out", "kaiming:mode=fan_out(torch)") if direction == "forward" else ("kaiming",)
     rows = compounding[compounding["init"].isin(wrong_modes) & (compounding["fan_in"] != compounding["fan_out"])]
-    if len(rows):
-        ratio = rows["fan_in"] / rows["fan_out"] if direction == "forward" else rows["fan_out"] / rows["fan_in"]
-        total = float(np.prod(ratio))
-        other = "fan_out (backward, eq. 14)" if direction == "forward" else "fan_in (forward, eq. 10)"
-        findings.append(Finding(
-            "fan-mode", "warning",
-            f"{len(rows)} layers use Kaiming with mode {other} while the {direction} direction is checked: factor "
-            f"{'n/n̂' if direction == 'forward' else 'n̂/n'} per layer ({ratio.min():.3g}–{ratio.max():.3g}), "
-            f"{total:.3g} over them (a width ratio, not exponential in depth)",
-            f"kaiming, mode {fix_mode}", tuple(rows["name"]), float(np.exp(np.log(ratio).mean()))))
-    dead = result.dead_units
-    if not dead.empty:
-        for _, row in dead[dead["seed"] == dead["seed"].min()].iterrows():
-            if row["dead_fraction"] > DEAD_WARNING:
-                units = int(row["units"])
-                count = int(round(row["dead_fraction"] * units))
-                findings.append(Finding(
-                    "dead-units", "error" if row["dead_fraction"] >= DEAD_ERROR else "warning",
-                    f"{count} of {units} units of ReLU {row['name']!r} are dead at init (zero on every example of "
-                    f"the batch of {result.config['batch_size']})",
-                    "zero biases and a centred input; check the init of the layer before it", (row["name"],),
-                    None))
-    first = first_seed.iloc[0]
+    if not len(rows):
+        return []
+    ratio = rows["fan_in"] / rows["fan_out"] if direction == "forward" else rows["fan_out"] / rows["fan_in"]
+    total = float(np.prod(ratio))
+    other = "fan_out (backward, eq. 14)" if direction == "forward" else "fan_in (forward, eq. 10)"
+    return [Finding(
+        "fan-mode", "warning",
+        f"{len(rows)} layers use Kaiming with mode {other} while the {direction} direction is checked: factor "
+        f"{'n/n̂' if direction == 'forward' else 'n̂/n'} per layer ({ratio.min():.3g}–{ratio.max():.3g}), "
+        f"{total:.3g} over them (a width ratio, not exponential in depth)",
+        f"kaiming, mode {_fix_mode(direction)}", tuple(rows["name"]), float(np.exp(np.log(ratio).mean())))]
+
+
+def _dead_unit_findings(context: _Context) -> list[Finding]:
+    """ReLUs with more than ``DEAD_WARNING`` of their units zero on every example of the batch."""
+    found = []
+    dead = context.result.dead_units
+    if dead.empty:
+        return found
+    for _, row in dead[dead["seed"] == dead["seed"].min()].iterrows():
+        if row["dead_fraction"] > DEAD_WARNING:
+            units = int(row["units"])
+            count = int(round(row["dead_fraction"] * units))
+            found.append(Finding(
+                "dead-units", "error" if row["dead_fraction"] >= DEAD_ERROR else "warning",
+                f"{count} of {units} units of ReLU {row['name']!r} are dead at init (zero on every example of "
+                f"the batch of {context.result.config['batch_size']})",
+                "zero biases and a centred input; check the init of the layer before it", (row["name"],), None))
+    return found
+
+
+def _input_findings(context: _Context) -> list[Finding]:
+    """The model's own input far from E[x²] = 1, or with channel means beyond their sampling error."""
+    first = context.first_seed.iloc[0]
     second, channel_mean = float(first["input_second_moment"]), float(first["input_unit_mean_abs_max"])
     # Only the model's own input is judged (not an embedding's output, nor a batch initlab drew), and
     # a channel mean only beyond its sampling error: the largest of up to 10⁴ unit means of a centred
     # input exceeds INPUT_MEAN_Z standard errors with probability ≈ 10⁻³.
-    fed_by_input = bool(first.get("input_is_model_input", True)) and not input_drawn
-    if math.isfinite(second) and fed_by_input:
-        low, high = INPUT_SECOND_MOMENT_ERROR
-        scale_error = not low <= second <= high
-        low, high = INPUT_SECOND_MOMENT_WARNING
-        scale_warning = not low <= second <= high
-        count = max(float(first.get("input_count_per_unit", 1.0)), 1.0)
-        spread = math.sqrt(max(second - float(first["input_mean"]) ** 2, 0.0))  # the elements' std about the mean
-        offset = channel_mean > max(0.5 * math.sqrt(second), INPUT_MEAN_Z * spread / math.sqrt(count))
-        if scale_error or scale_warning or offset:
-            findings.append(Finding(
-                "unnormalized-input", "error" if scale_error else "warning",
-                f"the first layer {first['name']!r} is fed unnormalized input: E[x²] = {second:.3g}, mean "
-                f"{float(first['input_mean']):.3g}, channel means up to {channel_mean:.3g} in size (want E[x²] ≈ 1, "
-                "means ≈ 0)", "normalize the input per channel to mean 0, std 1 (e.g. torchvision's Normalize)",
-                (first["name"],), second))
-    if not streams.empty:
-        for _, stream in streams.iterrows():
-            for stream_direction in DIRECTIONS:
-                if stream[f"verdict_{stream_direction}"] == "exploding":
-                    growth = stream[JUDGED_GROWTH[stream_direction]]
-                    count = int(stream["sums"])
-                    steps = count - 1  # judged from the first sum on (``verdicts.stream_summary``)
-                    findings.append(Finding(
-                        "residual-stream-growth", "error",
-                        f"the residual stream from {stream['first']!r} to {stream['last']!r} grows ×{growth:.3g} "
-                        f"{stream_direction} over the {steps} sums after its first (×{growth ** (1 / steps):.3g} per "
-                        f"sum; linear growth would be at most ×{count})",
-                        "scale each branch's last layer down (zero-init its last BatchNorm weight, Fixup/SkipInit, "
-                        "or GPT-2's 1/√(2L) on the output projections), or normalize the branches",
-                        (stream["first"], stream["last"]), float(growth ** (1 / steps))))
-    findings += _normalization_findings(result, any_unhealthy) + _attention_findings(result)
+    fed_by_input = bool(first.get("input_is_model_input", True)) and not context.input_drawn
+    if not (math.isfinite(second) and fed_by_input):
+        return []
+    low, high = INPUT_SECOND_MOMENT_ERROR
+    scale_error = not low <= second <= high
+    low, high = INPUT_SECOND_MOMENT_WARNING
+    scale_warning = not low <= second <= high
+    count = max(float(first.get("input_count_per_unit", 1.0)), 1.0)
+    spread = math.sqrt(max(second - float(first["input_mean"]) ** 2, 0.0))  # the elements' std about the mean
+    offset = channel_mean > max(0.5 * math.sqrt(second), INPUT_MEAN_Z * spread / math.sqrt(count))
+    if not (scale_error or scale_warning or offset):
+        return []
+    return [Finding(
+        "unnormalized-input", "error" if scale_error else "warning",
+        f"the first layer {first['name']!r} is fed unnormalized input: E[x²] = {second:.3g}, mean "
+        f"{float(first['input_mean']):.3g}, channel means up to {channel_mean:.3g} in size (want E[x²] ≈ 1, "
+        "means ≈ 0)", "normalize the input per channel to mean 0, std 1 (e.g. torchvision's Normalize)",
+        (first["name"],), second)]
+
+
+def _stream_findings(context: _Context) -> list[Finding]:
+    """Residual streams the verdicts call exploding: growth beyond linear over their sums."""
+    found = []
+    for _, stream in context.streams.iterrows():
+        for stream_direction in DIRECTIONS:
+            if stream[f"verdict_{stream_direction}"] == "exploding":
+                growth = stream[JUDGED_GROWTH[stream_direction]]
+                count = int(stream["sums"])
+                steps = count - 1  # judged from the first sum on (``verdicts.stream_summary``)
+                found.append(Finding(
+                    "residual-stream-growth", "error",
+                    f"the residual stream from {stream['first']!r} to {stream['last']!r} grows ×{growth:.3g} "
+                    f"{stream_direction} over the {steps} sums after its first (×{growth ** (1 / steps):.3g} per "
+                    f"sum; linear growth would be at most ×{count})",
+                    "scale each branch's last layer down (zero-init its last BatchNorm weight, Fixup/SkipInit, "
+                    "or GPT-2's 1/√(2L) on the output projections), or normalize the branches",
+                    (stream["first"], stream["last"]), float(growth ** (1 / steps))))
+    return found
+
+
+def _normalization_findings(context: _Context) -> list[Finding]:
+    """Train-mode normalizations that cannot undo a scale (input variance below eps) and affine
+    weights drawn small (0 < E[γ²] < NORM_WEIGHT_WARNING; a zero-init γ is a design)."""
+    found: list[Finding] = []
+    norms = context.result.norms
+    if norms is None or norms.empty:
+        return found
+    first_norms = norms[norms["seed"] == norms["seed"].min()]
+    starved = first_norms[first_norms["undone_fraction"] < NORM_UNDONE_ERROR]
+    # random small affine weights (not a deliberate zero-init): each such norm scales its output by E[γ²]
+    shrunk = first_norms[(first_norms["weight_second_moment"] > 0)
+                         & (first_norms["weight_second_moment"] < NORM_WEIGHT_WARNING)]
+    if len(shrunk):
+        gamma = float(np.exp(np.log(shrunk["weight_second_moment"].to_numpy(dtype=float)).mean()))
+        found.append(Finding(
+            "normalization-weight", "error" if context.any_unhealthy or len(starved) else "warning",
+            f"{len(shrunk)} normalization layers have affine weights drawn small, E[γ²] ≈ {gamma:.3g}: each scales "
+            "its output by that factor, and where no residual stream carries the signal past them the factors "
+            "compound", "initialize normalization weights to 1 and biases to 0 (nn.init.ones_ / zeros_)",
+            tuple(shrunk["name"]), gamma))
+    if len(starved):
+        worst = starved.loc[starved["undone_fraction"].idxmin()]
+        found.append(Finding(
+            "normalization-starved", "error",
+            f"{len(starved)} normalization(s) get an input whose variance is below their eps, so they cannot "
+            f"undo its scale: at {worst['name']!r} Var = {worst['input_variance']:.3g} against eps "
+            f"{worst['eps']:.3g}, output E[y²] ≈ ×{worst['undone_fraction']:.3g} of unit",
+            "the weights before them are drawn far too small (e.g. std 1e-4): use the architecture's own init "
+            "(std 0.02 for transformers) or kaiming", tuple(starved["name"]), float(worst["undone_fraction"])))
+    return found
+
+
+def _attention_findings(context: _Context) -> list[Finding]:
+    """Attention calls whose logits spread beyond ATTENTION_LOGIT_STD_ERROR: a one-hot softmax at init."""
+    attention = context.result.attention
+    if attention is None or attention.empty:
+        return []
+    first_calls = attention[attention["seed"] == attention["seed"].min()]
+    saturated = first_calls[first_calls["logit_std"] > ATTENTION_LOGIT_STD_ERROR]
+    if not len(saturated):
+        return []
+    worst = saturated.loc[saturated["logit_std"].idxmax()]
+    return [Finding(
+        "attention-saturated", "error",
+        f"{len(saturated)} of {len(first_calls)} attention calls have logits spread beyond "
+        f"{ATTENTION_LOGIT_STD_ERROR:g} (up to {worst['logit_std']:.3g} at {worst['name']!r}): the softmax is "
+        "one-hot at init and passes almost no gradient to the queries and keys",
+        "the query and key projections are drawn far too large (e.g. std 1): use the architecture's own init "
+        "(std 0.02) or Var[w] = 1/fan_in", tuple(saturated["name"]), float(worst["logit_std"]))]
+
+
+# The finding rules, in the order a report lists what they find; each reads the context alone.
+FINDING_RULES: tuple[Callable[[_Context], list[Finding]], ...] = (
+    _misinit_findings, _fan_mode_findings, _dead_unit_findings, _input_findings, _stream_findings,
+    _normalization_findings, _attention_findings,
+)
+
+
+def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResult, gains: dict,
+              streams: pd.DataFrame, direction: str, input_drawn: bool = False) -> list[Finding]:
+    """Every rule's findings; NaN/Inf first, and a verdict's own finding where no rule explains it."""
+    context = _context(layers, first_seed, result, gains, streams, direction, input_drawn)
+    findings = [finding for rule in FINDING_RULES for finding in rule(context)]
     if gains["verdict"] == "non-finite":
         findings.insert(0, Finding(
             "non-finite", "error",
@@ -504,5 +572,5 @@ def _findings(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResul
             findings.append(Finding(
                 f"{verdict_direction}-{verdict}", "error",
                 f"the {verdict_direction} signal is {verdict}: chain gain {gain:.3g} at {layer!r} (more than "
-                f"{HEALTHY_DECADES:g} decade from He's 1 beyond the finite-width band)", fix, (layer,), None))
+                f"{HEALTHY_DECADES:g} decade from He's 1 beyond the finite-width band)", context.fix, (layer,), None))
     return findings
