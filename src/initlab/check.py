@@ -20,7 +20,6 @@ flags and the RNG state are left as found.
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -170,44 +169,13 @@ class CheckReport:
 
     def verdict_lines(self) -> list[str]:
         """Return the short verdict: one line per direction, and one per residual stream set."""
-        gains = self.gains
-        lines = [
-            f"forward:  {self.verdict_forward:<10} worst chain gain {gains['forward_gain_layers']:.3g} "
-            f"at {gains['worst_forward_layer']!r} (He: 1)",
-            f"backward: {self.verdict_backward:<10} worst chain gain {gains['backward_gain_layers']:.3g} "
-            f"at {gains['worst_backward_layer']!r} (He: 1)",
-        ]
-        if gains.get("residual_sums"):
-            lines.append(f"residual: {gains['residual_sums']} sums in {len(self.streams)} stream(s); fastest growth "
-                         f"after a stream's first sum ×{gains['stream_growth_forward']:.3g} forward, "
-                         f"×{gains['stream_growth_backward']:.3g} backward (linear: at most ×K over K sums)")
-            sums = self.result.sums
-            ratios = sums.loc[sums["seed"] == sums["seed"].min(), "branch_ratio"].to_numpy(dtype=float)
-            ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
-            if len(ratios):
-                lines.append(f"branches: E[branch²]/E[skip²] {ratios.min():.2g}–{ratios.max():.2g} (median "
-                             f"{np.median(ratios):.2g}); small branches (layer scale, 1/√(2L), zero-init) are a design")
-        judged = self.layers["judged_by"].value_counts() if "judged_by" in self.layers else {}
-        lines.append(f"judged: {judged.get('chain', 0)} layer(s) by their chain gain, {judged.get('stream', 0)} in "
-                     f"residual branches by their stream, {judged.get('normalization', 0)} ending in a normalization "
-                     "(which removes their scale)")
-        if self.result.coverage is not None:
-            lines.append(f"coverage: {self.result.coverage.text()}")
-        return lines
+        from .render import check_verdict_lines
+        return check_verdict_lines(self)
 
     def text(self) -> str:
         """Return the report as the CLI prints it: verdicts, then findings with their fixes."""
-        status = "HEALTHY" if self.healthy else "UNHEALTHY"
-        lines = [f"{status}: Check of {len(self.layers)} layer calls, "
-                 f"normalization in {self.mode} mode, direction checked: {self.direction}"]
-        lines += ["  " + line for line in self.verdict_lines()]
-        for finding in self.findings:
-            lines.append(f"{finding.severity}: {finding.message}")
-            if finding.fix:
-                lines.append(f"  fix: {finding.fix}")
-        if not self.findings:
-            lines.append("no misconfiguration found")
-        return "\n".join(lines)
+        from .render import check_text
+        return check_text(self)
 
     def __str__(self) -> str:
         return self.text()
@@ -223,18 +191,8 @@ class CheckReport:
         return plot_check(self, path)
 
     def _repr_html_(self) -> str:
-        colour = "#1a7f37" if self.healthy else "#cf222e"
-        items = "".join(f"<li><b>{html.escape(f.severity)}</b>: {html.escape(f.message)}"
-                        + (f"<br><i>fix:</i> {html.escape(f.fix)}" if f.fix else "") + "</li>"
-                        for f in self.findings) or "<li>no misconfiguration found</li>"
-        columns = ["name", "kind", "init", "forward_factor", "backward_factor", "log10_forward_gain_layers",
-                   "log10_backward_gain_layers", "verdict"]
-        table = self.layers[columns].to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0)
-        verdicts = "<br>".join(html.escape(line) for line in self.verdict_lines())
-        return (f"<div><p style='color:{colour};font-weight:bold'>{'HEALTHY' if self.healthy else 'UNHEALTHY'}"
-                f" (normalization in {html.escape(self.mode)} mode, direction {html.escape(self.direction)})</p>"
-                f"<p style='font-family:monospace'>{verdicts}</p><ul>{items}</ul>"
-                f"<details><summary>{len(self.layers)} layer calls</summary>{table}</details></div>")
+        from .render import check_html
+        return check_html(self)
 
 
 # -- the check -----------------------------------------------------------------------------------

@@ -1,0 +1,70 @@
+"""Text and HTML renderings of a check report (its figure is ``report.plot_check``)."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .check import CheckReport
+
+
+def check_verdict_lines(report: "CheckReport") -> list[str]:
+    """Return the short verdict: one line per direction, and one per residual stream set."""
+    gains = report.gains
+    lines = [
+        f"forward:  {report.verdict_forward:<10} worst chain gain {gains['forward_gain_layers']:.3g} "
+        f"at {gains['worst_forward_layer']!r} (He: 1)",
+        f"backward: {report.verdict_backward:<10} worst chain gain {gains['backward_gain_layers']:.3g} "
+        f"at {gains['worst_backward_layer']!r} (He: 1)",
+    ]
+    if gains.get("residual_sums"):
+        lines.append(f"residual: {gains['residual_sums']} sums in {len(report.streams)} stream(s); fastest growth "
+                     f"after a stream's first sum ×{gains['stream_growth_forward']:.3g} forward, "
+                     f"×{gains['stream_growth_backward']:.3g} backward (linear: at most ×K over K sums)")
+        sums = report.result.sums
+        ratios = sums.loc[sums["seed"] == sums["seed"].min(), "branch_ratio"].to_numpy(dtype=float)
+        ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+        if len(ratios):
+            lines.append(f"branches: E[branch²]/E[skip²] {ratios.min():.2g}–{ratios.max():.2g} (median "
+                         f"{np.median(ratios):.2g}); small branches (layer scale, 1/√(2L), zero-init) are a design")
+    judged = report.layers["judged_by"].value_counts() if "judged_by" in report.layers else {}
+    lines.append(f"judged: {judged.get('chain', 0)} layer(s) by their chain gain, {judged.get('stream', 0)} in "
+                 f"residual branches by their stream, {judged.get('normalization', 0)} ending in a normalization "
+                 "(which removes their scale)")
+    if report.result.coverage is not None:
+        lines.append(f"coverage: {report.result.coverage.text()}")
+    return lines
+
+
+def check_text(report: "CheckReport") -> str:
+    """Return the report as the CLI prints it: verdicts, then findings with their fixes."""
+    status = "HEALTHY" if report.healthy else "UNHEALTHY"
+    lines = [f"{status}: Check of {len(report.layers)} layer calls, "
+             f"normalization in {report.mode} mode, direction checked: {report.direction}"]
+    lines += ["  " + line for line in check_verdict_lines(report)]
+    for finding in report.findings:
+        lines.append(f"{finding.severity}: {finding.message}")
+        if finding.fix:
+            lines.append(f"  fix: {finding.fix}")
+    if not report.findings:
+        lines.append("no misconfiguration found")
+    return "\n".join(lines)
+
+
+def check_html(report: "CheckReport") -> str:
+    """The report as a notebook shows it: status, verdicts, findings, and the layer table folded."""
+    colour = "#1a7f37" if report.healthy else "#cf222e"
+    items = "".join(f"<li><b>{html.escape(f.severity)}</b>: {html.escape(f.message)}"
+                    + (f"<br><i>fix:</i> {html.escape(f.fix)}" if f.fix else "") + "</li>"
+                    for f in report.findings) or "<li>no misconfiguration found</li>"
+    columns = ["name", "kind", "init", "forward_factor", "backward_factor", "log10_forward_gain_layers",
+               "log10_backward_gain_layers", "verdict"]
+    table = report.layers[columns].to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0)
+    verdicts = "<br>".join(html.escape(line) for line in check_verdict_lines(report))
+    return (f"<div><p style='color:{colour};font-weight:bold'>{'HEALTHY' if report.healthy else 'UNHEALTHY'}"
+            f" (normalization in {html.escape(report.mode)} mode, direction {html.escape(report.direction)})</p>"
+            f"<p style='font-family:monospace'>{verdicts}</p><ul>{items}</ul>"
+            f"<details><summary>{len(report.layers)} layer calls</summary>{table}</details></div>")
