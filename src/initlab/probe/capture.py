@@ -274,92 +274,9 @@ class _Tracker(TorchFunctionMode):
             F.has_torch_function = original
 
 
-class _Recorder:
-    """Hooks and op tracking of one probe pass.
-
-    ``stacked`` = S > 1: the model is S seeds stacked along dim 1 (``stacking.stack_models``) and
-    every statistic is kept per seed, shape (S,) or (S, ...); ``references`` maps each stacked
-    layer to one seed's layer, which gives the per-seed geometry and type.
-    """
-
-    def __init__(self, model: nn.Module, stacked: int = 1, references: dict[nn.Module, nn.Module] | None = None):
-        self.stacked = stacked
-        self.references = references or {}
-        self.calls: list[_Call] = []
-        self.sums: list[_Sum] = []
-        self.dead: list[_Dead] = []
-        self.frontier: _Frontier | None = None  # from the latest covered layer's output
-        self.stream: _Sum | None = None  # the latest residual sum
-        self.stream_aliases: list[tuple[torch.Tensor, int]] = []  # its output and images under closed-form ops
-        self.names = {module: name for name, module in model.named_modules()}
-        self.parameter_names = {parameter: name for name, parameter in model.named_parameters()}
-        self.covered_weights: set = set()
-        self.embedded: set = set()  # weights used as lookup tables (F.embedding)
-        self.layer_nodes: dict = {}  # autograd node of each covered call's output -> call index
-        self.reset_nodes: set = set()  # nodes of residual sums and normalizations: where a layer's scale stops
-        self.norms: list[_Norm] = []
-        self.attention: list[_Attention] = []
-        self.grad_sources: list[torch.Tensor] = []  # layer inputs the backward must be asked for
-        self.input_storages: set[int] = set()  # storages of the model's floating-point inputs
-        self.norm_ops = 0  # normalization ops seen (a norm module that ran none is recorded at its exit)
-        self.norm_ops_at: dict = {}
-        self.activation_at: dict = {}  # activation modules entered on the followed path
-        self.seen: Counter = Counter()
-        self.scratch = _Scratch()
-        self.raw = _RawStore(stacked)
-        self.handles: list = []
-        self.tensor_handles: list = []
-        self.stack: list[nn.Module] = []
-        self.inside: nn.Module | None = None  # a covered layer whose forward is running
-        self.entered: tuple[nn.Module, tuple[int, ...]] | None = None  # a covered layer that has not returned
-        for module in model.modules():
-            if is_covered(self.references.get(module, module)):
-                self.handles.append(module.register_forward_pre_hook(self._on_layer_input))
-                self.handles.append(module.register_forward_hook(self._on_layer))
-            else:
-                self.handles.append(module.register_forward_pre_hook(self._push))
-                self.handles.append(module.register_forward_hook(self._pop))
-
-    def remove(self) -> None:
-        for handle in self.handles + self.tensor_handles:
-            handle.remove()
-        self.handles.clear()
-        self.tensor_handles.clear()
-        self.end_forward()
-
-    def end_forward(self) -> None:
-        """Drop every reference to a forward tensor (the backward frees them as it goes) and the
-        scratch buffer, which the backward grows again from the small gradients at the output."""
-        self.frontier = self.stream = None
-        self.stream_aliases = []
-        self.scratch = _Scratch()
-        self.layer_nodes, self.reset_nodes = {}, set()  # graph nodes hold saved tensors: let the backward free them
-
-    def _push(self, module: nn.Module, args: tuple) -> None:
-        self.stack.append(module)
-        if _is_norm_module(module):
-            self.norm_ops_at[module] = self.norm_ops
-        elif self.frontier is not None and args and self.frontier.matches(args[0]) \
-                and activation_factor(module) is not None:
-            self.activation_at[module] = self.frontier  # an activation module written in Python (GPT-2's gelu_new)
-
-    def _pop(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if self.stack and self.stack[-1] is module:
-            self.stack.pop()
-        follower = self.activation_at.pop(module, None)
-        if follower is not None and follower is self.frontier and follower.matches(args[0]) \
-                and isinstance(output, torch.Tensor) and output.is_floating_point():
-            # no op inside it was followed (its own tanh and products are not): the module is the activation
-            with torch._C.DisableTorchFunction():
-                forward, backward = map(self.raw.add, gaussian_activation_factors(
-                    lambda t: module.forward(t), (args[0],), {}, _device_second_moment(args[0], self.stacked)))
-            follower.advance(output, "smooth", forward, backward, activation_factor(module))
-        start = self.norm_ops_at.pop(module, None)
-        if start is not None and start == self.norm_ops and args and isinstance(args[0], torch.Tensor) \
-                and isinstance(output, torch.Tensor) and args[0].is_floating_point():
-            # a normalization written in Python (Hugging Face's RMSNorm, T5's LayerNorm): no norm op was seen
-            with torch._C.DisableTorchFunction():
-                self._record_norm(args[0], output, _module_eps(module), _is_rms(module), getattr(module, "weight", None))
+class _NormalizationsAndAttention:
+    """The part of ``_Recorder`` that records train-mode normalizations (their input's variance
+    against eps, E[γ²]) and attention logits; the state lives in ``_Recorder.__init__``."""
 
     # -- attention -------------------------------------------------------------------------------
 
@@ -398,13 +315,10 @@ class _Recorder:
                                self.stacked) if isinstance(weight, torch.Tensor) and weight.numel() else float("nan")
         self.norms.append(_Norm(self._numbered(("norm", where), where), float(eps), spread, gamma))
 
-    def _where(self) -> str:
-        """Name of the innermost module running now ('' for the model itself)."""
-        for module in reversed(self.stack):
-            name = self.names.get(module)
-            if name:
-                return name
-        return "(model)"
+
+class _OpFollowing:
+    """The part of ``_Recorder`` that follows a tensor from one covered layer to the next through
+    the ops between (closed-form factors, dead ReLU units, residual sums)."""
 
     # -- ops between covered layers ------------------------------------------------------------
 
@@ -462,11 +376,6 @@ class _Recorder:
                 link_kind = "rectifier" if kind in _RECTIFIER_OPS else kind
                 follower.advance(output, link_kind, forward, backward, unit)
         return output
-
-    def _numbered(self, key: Any, name: str) -> str:
-        """Return ``name``, with ``#k`` appended on the k-th (k ≥ 2) call counted under ``key``."""
-        self.seen[key] += 1
-        return name if self.seen[key] == 1 else f"{name}#{self.seen[key]}"
 
     def _in_stream(self, tensor: Any) -> bool:
         """True if ``tensor`` is the latest sum's output or its image under closed-form ops: a skip."""
@@ -533,6 +442,11 @@ class _Recorder:
         if on_layer_path:
             self.frontier.advance(output, "sum")
         return output
+
+
+class _LayerRecording:
+    """The part of ``_Recorder`` that records each covered layer call: its input and output
+    moments and maps on the way forward, its gradients through tensor hooks on the way back."""
 
     # -- covered layers ------------------------------------------------------------------------
 
@@ -649,3 +563,102 @@ class _Recorder:
         return tuple(shape) if self.stacked == 1 else one_seed_shape(shape, self.stacked)
 
 
+class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
+    """Hooks and op tracking of one probe pass.
+
+    ``stacked`` = S > 1: the model is S seeds stacked along dim 1 (``stacking.stack_models``) and
+    every statistic is kept per seed, shape (S,) or (S, ...); ``references`` maps each stacked
+    layer to one seed's layer, which gives the per-seed geometry and type.
+    """
+
+    def __init__(self, model: nn.Module, stacked: int = 1, references: dict[nn.Module, nn.Module] | None = None):
+        self.stacked = stacked
+        self.references = references or {}
+        self.calls: list[_Call] = []
+        self.sums: list[_Sum] = []
+        self.dead: list[_Dead] = []
+        self.frontier: _Frontier | None = None  # from the latest covered layer's output
+        self.stream: _Sum | None = None  # the latest residual sum
+        self.stream_aliases: list[tuple[torch.Tensor, int]] = []  # its output and images under closed-form ops
+        self.names = {module: name for name, module in model.named_modules()}
+        self.parameter_names = {parameter: name for name, parameter in model.named_parameters()}
+        self.covered_weights: set = set()
+        self.embedded: set = set()  # weights used as lookup tables (F.embedding)
+        self.layer_nodes: dict = {}  # autograd node of each covered call's output -> call index
+        self.reset_nodes: set = set()  # nodes of residual sums and normalizations: where a layer's scale stops
+        self.norms: list[_Norm] = []
+        self.attention: list[_Attention] = []
+        self.grad_sources: list[torch.Tensor] = []  # layer inputs the backward must be asked for
+        self.input_storages: set[int] = set()  # storages of the model's floating-point inputs
+        self.norm_ops = 0  # normalization ops seen (a norm module that ran none is recorded at its exit)
+        self.norm_ops_at: dict = {}
+        self.activation_at: dict = {}  # activation modules entered on the followed path
+        self.seen: Counter = Counter()
+        self.scratch = _Scratch()
+        self.raw = _RawStore(stacked)
+        self.handles: list = []
+        self.tensor_handles: list = []
+        self.stack: list[nn.Module] = []
+        self.inside: nn.Module | None = None  # a covered layer whose forward is running
+        self.entered: tuple[nn.Module, tuple[int, ...]] | None = None  # a covered layer that has not returned
+        for module in model.modules():
+            if is_covered(self.references.get(module, module)):
+                self.handles.append(module.register_forward_pre_hook(self._on_layer_input))
+                self.handles.append(module.register_forward_hook(self._on_layer))
+            else:
+                self.handles.append(module.register_forward_pre_hook(self._push))
+                self.handles.append(module.register_forward_hook(self._pop))
+
+    def remove(self) -> None:
+        for handle in self.handles + self.tensor_handles:
+            handle.remove()
+        self.handles.clear()
+        self.tensor_handles.clear()
+        self.end_forward()
+
+    def end_forward(self) -> None:
+        """Drop every reference to a forward tensor (the backward frees them as it goes) and the
+        scratch buffer, which the backward grows again from the small gradients at the output."""
+        self.frontier = self.stream = None
+        self.stream_aliases = []
+        self.scratch = _Scratch()
+        self.layer_nodes, self.reset_nodes = {}, set()  # graph nodes hold saved tensors: let the backward free them
+
+    def _push(self, module: nn.Module, args: tuple) -> None:
+        self.stack.append(module)
+        if _is_norm_module(module):
+            self.norm_ops_at[module] = self.norm_ops
+        elif self.frontier is not None and args and self.frontier.matches(args[0]) \
+                and activation_factor(module) is not None:
+            self.activation_at[module] = self.frontier  # an activation module written in Python (GPT-2's gelu_new)
+
+    def _pop(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if self.stack and self.stack[-1] is module:
+            self.stack.pop()
+        follower = self.activation_at.pop(module, None)
+        if follower is not None and follower is self.frontier and follower.matches(args[0]) \
+                and isinstance(output, torch.Tensor) and output.is_floating_point():
+            # no op inside it was followed (its own tanh and products are not): the module is the activation
+            with torch._C.DisableTorchFunction():
+                forward, backward = map(self.raw.add, gaussian_activation_factors(
+                    lambda t: module.forward(t), (args[0],), {}, _device_second_moment(args[0], self.stacked)))
+            follower.advance(output, "smooth", forward, backward, activation_factor(module))
+        start = self.norm_ops_at.pop(module, None)
+        if start is not None and start == self.norm_ops and args and isinstance(args[0], torch.Tensor) \
+                and isinstance(output, torch.Tensor) and args[0].is_floating_point():
+            # a normalization written in Python (Hugging Face's RMSNorm, T5's LayerNorm): no norm op was seen
+            with torch._C.DisableTorchFunction():
+                self._record_norm(args[0], output, _module_eps(module), _is_rms(module), getattr(module, "weight", None))
+
+    def _where(self) -> str:
+        """Name of the innermost module running now ('' for the model itself)."""
+        for module in reversed(self.stack):
+            name = self.names.get(module)
+            if name:
+                return name
+        return "(model)"
+
+    def _numbered(self, key: Any, name: str) -> str:
+        """Return ``name``, with ``#k`` appended on the k-th (k ≥ 2) call counted under ``key``."""
+        self.seen[key] += 1
+        return name if self.seen[key] == 1 else f"{name}#{self.seen[key]}"
