@@ -15,7 +15,7 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -128,26 +128,82 @@ def _fill(weight: torch.Tensor, variance: float, dist: str, generator: torch.Gen
 
 @dataclass(frozen=True)
 class SchemeSpec:
-    """A registry entry: the options a scheme takes and their defaults."""
+    """A registry entry: the options a scheme takes and their defaults, and its two functions.
+
+    ``variance(shape, fan_in, fan_out, options, factor)`` is the nominal Var[w]; ``draw(weight,
+    fan_in, fan_out, options, factor, generator)`` fills a weight in place (None: the module's own
+    ``reset_parameters``). ``factor`` is the activation factor c the scheme balances
+    (``Scheme.factor``)."""
 
     name: str
     summary: str
     defaults: dict[str, Any]
     positional: str | None = None  # option that may be given bare, as in normal:0.01
+    variance: Callable[..., float] | None = None
+    draw: Callable[..., None] | None = None
+
+
+def _kaiming_variance(shape, fan_in, fan_out, options, factor):
+    return kaiming_variance(fan_in=fan_in, fan_out=fan_out, mode=options["mode"], factor=factor)
+
+
+def _kaiming_draw(weight, fan_in, fan_out, options, factor, generator):
+    kaiming_(weight, fan_in=fan_in, fan_out=fan_out, mode=options["mode"], dist=options["dist"], generator=generator,
+             factor=factor)
+
+
+def _xavier_variance(shape, fan_in, fan_out, options, factor):
+    return float(options["gain"]) ** 2 * 2.0 / (fan_in + fan_out)
+
+
+def _xavier_draw(weight, fan_in, fan_out, options, factor, generator):
+    xavier_(weight, fan_in=fan_in, fan_out=fan_out, gain=float(options["gain"]), dist=options["dist"],
+            generator=generator)
+
+
+def _xavier_fanin_variance(shape, fan_in, fan_out, options, factor):
+    return 1.0 / fan_in
+
+
+def _xavier_fanin_draw(weight, fan_in, fan_out, options, factor, generator):
+    xavier_fanin_(weight, fan_in=fan_in, dist=options["dist"], generator=generator)
+
+
+def _torch_default_variance(shape, fan_in, fan_out, options, factor):
+    return torch_default_variance(fan_in)
+
+
+def _normal_variance(shape, fan_in, fan_out, options, factor):
+    return float(options["std"]) ** 2
+
+
+def _normal_draw(weight, fan_in, fan_out, options, factor, generator):
+    normal_(weight, std=float(options["std"]), generator=generator)
+
+
+def _orthogonal_variance(shape, fan_in, fan_out, options, factor):
+    return orthogonal_variance(tuple(shape), factor=factor)
+
+
+def _orthogonal_draw(weight, fan_in, fan_out, options, factor, generator):
+    orthogonal_(weight, generator=generator, factor=factor)
 
 
 SCHEMES: dict[str, SchemeSpec] = {
     "kaiming": SchemeSpec("kaiming", "He 2015: Var[w] = 1/(c·n), c = ½(1+a²) of the adjacent rectifier (or a=), "
                           "E[f(z)²] of GELU/SiLU/...; branch=scaled: residual branch ends /K (needs an example input)",
-                          {"a": "auto", "mode": "fan_in", "dist": "normal", "branch": "none"}),
-    "xavier": SchemeSpec("xavier", "Glorot 2010: Var[w] = 2/(fan_in+fan_out)", {"dist": "normal", "gain": 1.0}),
+                          {"a": "auto", "mode": "fan_in", "dist": "normal", "branch": "none"},
+                          variance=_kaiming_variance, draw=_kaiming_draw),
+    "xavier": SchemeSpec("xavier", "Glorot 2010: Var[w] = 2/(fan_in+fan_out)", {"dist": "normal", "gain": 1.0},
+                         variance=_xavier_variance, draw=_xavier_draw),
     "xavier-fanin": SchemeSpec("xavier-fanin", "Var[w] = 1/fan_in, the paper's 'Xavier' (halves ReLU signal per layer)",
-                               {"dist": "normal"}),
+                               {"dist": "normal"}, variance=_xavier_fanin_variance, draw=_xavier_fanin_draw),
     "torch-default": SchemeSpec("torch-default", "PyTorch's own reset_parameters(): Var[w] = 1/(3·fan_in), bias too",
-                                {}),
-    "normal": SchemeSpec("normal", "fixed std: Var[w] = STD², e.g. normal:0.01", {"std": None}, positional="std"),
+                                {}, variance=_torch_default_variance),
+    "normal": SchemeSpec("normal", "fixed std: Var[w] = STD², e.g. normal:0.01", {"std": None}, positional="std",
+                         variance=_normal_variance, draw=_normal_draw),
     "orthogonal": SchemeSpec("orthogonal", "orthogonal, He-scaled: E[w²] = 2/((1+a²)·max(rows, cols))",
-                             {"a": "auto"}),
+                             {"a": "auto"}, variance=_orthogonal_variance, draw=_orthogonal_draw),
 }
 
 _CHOICES = {"mode": ("fan_in", "fan_out"), "dist": ("normal", "uniform"), "branch": ("none", "scaled")}
@@ -184,21 +240,8 @@ class Scheme:
                         network_factor: float | None = None) -> float:
         """Return the scheme's nominal Var[w] for a layer with these fans and adjacent slope (or
         activation factor)."""
-        opts = dict(self.options)
-        if self.name == "kaiming":
-            return kaiming_variance(fan_in=fan_in, fan_out=fan_out, mode=opts["mode"],
-                                    factor=self.factor(network_slope, network_factor))
-        if self.name == "xavier":
-            return float(opts["gain"]) ** 2 * 2.0 / (fan_in + fan_out)
-        if self.name == "xavier-fanin":
-            return 1.0 / fan_in
-        if self.name == "torch-default":
-            return torch_default_variance(fan_in)
-        if self.name == "normal":
-            return float(opts["std"]) ** 2
-        if self.name == "orthogonal":
-            return orthogonal_variance(tuple(shape), factor=self.factor(network_slope, network_factor))
-        raise AssertionError(self.name)
+        return SCHEMES[self.name].variance(shape, fan_in, fan_out, dict(self.options),
+                                           self.factor(network_slope, network_factor))
 
     def bias_variance(self, fan_in: int, has_bias: bool) -> float:
         """Return the nominal Var[b]: 1/(3·fan_in) for torch-default, 0 for every other scheme."""
@@ -223,19 +266,8 @@ class Scheme:
     def _draw(self, weight: torch.Tensor, layer: nn.Module, network_slope: float,
               generator: torch.Generator | None, network_factor: float | None = None) -> None:
         fan_in, fan_out = fans(layer)
-        opts = dict(self.options)
-        if self.name == "kaiming":
-            kaiming_(weight, fan_in=fan_in, fan_out=fan_out, mode=opts["mode"], dist=opts["dist"], generator=generator,
-                     factor=self.factor(network_slope, network_factor))
-        elif self.name == "xavier":
-            xavier_(weight, fan_in=fan_in, fan_out=fan_out, gain=float(opts["gain"]), dist=opts["dist"],
-                    generator=generator)
-        elif self.name == "xavier-fanin":
-            xavier_fanin_(weight, fan_in=fan_in, dist=opts["dist"], generator=generator)
-        elif self.name == "normal":
-            normal_(weight, std=float(opts["std"]), generator=generator)
-        elif self.name == "orthogonal":
-            orthogonal_(weight, generator=generator, factor=self.factor(network_slope, network_factor))
+        SCHEMES[self.name].draw(weight, fan_in, fan_out, dict(self.options), self.factor(network_slope, network_factor),
+                                generator)
 
 
 def scheme_names() -> list[str]:
