@@ -17,3 +17,20 @@ def test_every_registry_lookup_uses_it():
         parse_scheme("xavir")
     with pytest.raises(ValueError, match=r"unknown activation 'prelux'.*did you mean 'prelu'\?"):
         parse_activation("prelux")
+
+
+def test_models_and_datasets_are_registries_of_callables_that_list_prints():
+    import io
+    from contextlib import redirect_stdout
+
+    from initlab.cli import main
+    from initlab.data import DATASET_LOADERS, DATASETS
+    from initlab.models import MODELS, ModelRecipe
+    assert all(callable(entry.factory) and callable(entry.default_shape) for entry in MODELS.values())
+    assert all(callable(entry.load) for entry in DATASET_LOADERS.values())
+    assert ModelRecipe("mlp", width=12).example_shape() == MODELS["mlp"].default_shape(ModelRecipe("mlp", width=12))
+    buffer = io.StringIO()
+    with redirect_stdout(buffer):
+        assert main(["list"]) == 0
+    listed = buffer.getvalue()
+    assert all(f"  {name:<16} " in listed for name in list(MODELS) + list(DATASETS))

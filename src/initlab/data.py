@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -20,13 +21,6 @@ from .names import did_you_mean
 from .schemes import stream_seed
 
 DATA_STREAM = 3
-DATASETS = {
-    "digits": "scikit-learn's 8×8 handwritten digits, 1797 images, 10 classes (offline; the default)",
-    "synthetic": "Gaussian inputs labelled by a fixed random teacher (a 2-layer ReLU net); any --input-shape",
-    "npz:PATH": "a .npz file with arrays x (N, ...) and integer labels y (N,)",
-    "imagefolder:PATH": "torchvision ImageFolder at PATH (needs torchvision; local files only)",
-    "cifar10:ROOT": "torchvision CIFAR-10 already extracted under ROOT (needs torchvision; never downloads)",
-}
 
 
 class DatasetError(ValueError):
@@ -115,21 +109,44 @@ def _torchvision(kind: str, path: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images).astype(np.float32), np.asarray([label for _, label in data.samples], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class DatasetLoader:
+    """A registry entry: its name as listed, what it is, and ``load(kind, argument, seed,
+    input_shape) -> (x, y)`` as NumPy arrays; ``takes_path``: the name needs ``:PATH``."""
+
+    listed: str
+    description: str
+    load: Callable[[str, str, int, tuple[int, ...] | None], tuple[np.ndarray, np.ndarray]]
+    takes_path: bool = False
+
+
+DATASET_LOADERS: dict[str, DatasetLoader] = {
+    "digits": DatasetLoader("digits", "scikit-learn's 8×8 handwritten digits, 1797 images, 10 classes (offline; the "
+                            "default)", lambda kind, argument, seed, shape: _digits()),
+    "synthetic": DatasetLoader("synthetic", "Gaussian inputs labelled by a fixed random teacher (a 2-layer ReLU net); "
+                               "any --input-shape", lambda kind, argument, seed, shape: _synthetic(seed, shape or
+                                                                                                   (1, 8, 8))),
+    "npz": DatasetLoader("npz:PATH", "a .npz file with arrays x (N, ...) and integer labels y (N,)",
+                         lambda kind, argument, seed, shape: _npz(argument), takes_path=True),
+    "imagefolder": DatasetLoader("imagefolder:PATH", "torchvision ImageFolder at PATH (needs torchvision; local files "
+                                 "only)", lambda kind, argument, seed, shape: _torchvision(kind, argument),
+                                 takes_path=True),
+    "cifar10": DatasetLoader("cifar10:ROOT", "torchvision CIFAR-10 already extracted under ROOT (needs torchvision; "
+                             "never downloads)", lambda kind, argument, seed, shape: _torchvision(kind, argument),
+                             takes_path=True),
+}
+DATASETS: dict[str, str] = {entry.listed: entry.description for entry in DATASET_LOADERS.values()}
+
+
 def load_dataset(spec: str, *, seed: int = 0, input_shape: tuple[int, ...] | None = None,
                  validation_fraction: float = 0.2) -> Dataset:
     """Return the dataset named by ``spec``, split by ``seed`` and standardized on its train part."""
     kind, _, argument = spec.partition(":")
-    if kind == "digits":
-        x, y = _digits()
-    elif kind == "synthetic":
-        x, y = _synthetic(seed, input_shape or (1, 8, 8))
-    elif kind == "npz" and argument:
-        x, y = _npz(argument)
-    elif kind in ("imagefolder", "cifar10") and argument:
-        x, y = _torchvision(kind, argument)
-    else:
+    entry = DATASET_LOADERS.get(kind)
+    if entry is None or (entry.takes_path and not argument):
         hint = did_you_mean(kind, [name.split(":")[0] for name in DATASETS])
         raise DatasetError(f"unknown dataset {spec!r}; valid: {', '.join(DATASETS)}{hint}")
+    x, y = entry.load(kind, argument, seed, input_shape)
     if len(x) < 10:
         raise DatasetError(f"dataset {spec!r} has {len(x)} examples; need at least 10")
     order = np.random.default_rng(stream_seed(seed, DATA_STREAM)).permutation(len(x))

@@ -227,11 +227,46 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-BUILTIN_MODELS: dict[str, str] = {
-    "plain": "the paper's plain conv net scaled for a CPU (--depth, --width, --input-shape C,H,W)",
-    "mlp": "plain MLP (--depth Linear layers of --width units)",
-    **{name: description + ", 224×224" for name, (_, _, description) in PAPER_LAYOUTS.items()},
+@dataclass(frozen=True)
+class BuiltinModel:
+    """A registry entry: what the model is, one example's default shape, and its factory.
+
+    ``default_shape(recipe)`` and ``factory(recipe)`` take the ``ModelRecipe`` (depth, width,
+    input shape, activation, stages, classes); ``factory`` builds once to raise a layout error
+    there, then returns a zero-argument callable that builds a fresh model."""
+
+    description: str
+    default_shape: Callable[["ModelRecipe"], tuple[int, ...]]
+    factory: Callable[["ModelRecipe"], Callable[[], nn.Module]]
+
+
+def _plain_factory(recipe: "ModelRecipe") -> Callable[[], nn.Module]:
+    depth, width, shape = recipe.depth or 30, recipe.width or 16, recipe.example_shape()
+    act, stages, classes = recipe.act, recipe.stages, recipe.num_classes
+    plain_net(depth, width, shape, act, stages, classes)  # raise layout errors now, not per seed
+    return lambda: plain_net(depth, width, shape, act, stages, classes)
+
+
+def _mlp_factory(recipe: "ModelRecipe") -> Callable[[], nn.Module]:
+    depth, width, shape = recipe.depth or 10, recipe.width or 256, recipe.example_shape()
+    act, classes = recipe.act, recipe.num_classes
+    mlp(depth, width, shape, act, classes)
+    return lambda: mlp(depth, width, shape, act, classes)
+
+
+def _paper_factory(recipe: "ModelRecipe") -> Callable[[], nn.Module]:
+    return lambda: paper_net(recipe.name, recipe.act, recipe.num_classes)
+
+
+MODELS: dict[str, BuiltinModel] = {
+    "plain": BuiltinModel("the paper's plain conv net scaled for a CPU (--depth, --width, --input-shape C,H,W)",
+                          lambda recipe: (3, 32, 32), _plain_factory),
+    "mlp": BuiltinModel("plain MLP (--depth Linear layers of --width units)",
+                        lambda recipe: (recipe.width or 256,), _mlp_factory),
+    **{name: BuiltinModel(description + ", 224×224", lambda recipe: (3, 224, 224), _paper_factory)
+       for name, (_, _, description) in PAPER_LAYOUTS.items()},
 }
+BUILTIN_MODELS: dict[str, str] = {name: entry.description for name, entry in MODELS.items()}
 
 
 @dataclass(frozen=True)
@@ -248,35 +283,22 @@ class ModelRecipe:
 
     @property
     def is_user(self) -> bool:
-        return self.name not in BUILTIN_MODELS
+        return self.name not in MODELS
 
     def example_shape(self) -> tuple[int, ...]:
         """Return the shape of one example (no batch dimension)."""
-        if self.name == "plain":
-            return self.input_shape or (3, 32, 32)
-        if self.name == "mlp":
-            return self.input_shape or (self.width or 256,)
-        if self.name in PAPER_LAYOUTS:
-            return self.input_shape or (3, 224, 224)
+        if self.name in MODELS:
+            return self.input_shape or MODELS[self.name].default_shape(self)
         if self.input_shape is None:
             raise ModelError(f"model {self.name!r} needs input_shape (one example's shape, e.g. 3,224,224)")
         return self.input_shape
 
     def factory(self) -> Callable[[], nn.Module]:
         """Return a zero-argument callable that builds a fresh model (checked once here)."""
-        if self.name == "plain":
-            depth, width, shape = self.depth or 30, self.width or 16, self.example_shape()
-            classes = self.num_classes
-            plain_net(depth, width, shape, self.act, self.stages, classes)  # raise layout errors now, not per seed
-            return lambda: plain_net(depth, width, shape, self.act, self.stages, classes)
-        if self.name == "mlp":
-            depth, width, shape = self.depth or 10, self.width or 256, self.example_shape()
-            mlp(depth, width, shape, self.act, self.num_classes)
-            return lambda: mlp(depth, width, shape, self.act, self.num_classes)
-        if self.name in PAPER_LAYOUTS:
-            return lambda: paper_net(self.name, self.act, self.num_classes)
+        if self.name in MODELS:
+            return MODELS[self.name].factory(self)
         if ":" not in self.name:
-            raise ModelError(f"unknown model {self.name!r}; valid: {', '.join(BUILTIN_MODELS)}, "
-                             f"or package.module:factory / path/to/file.py:factory{did_you_mean(self.name, BUILTIN_MODELS)}")
+            raise ModelError(f"unknown model {self.name!r}; valid: {', '.join(MODELS)}, "
+                             f"or package.module:factory / path/to/file.py:factory{did_you_mean(self.name, MODELS)}")
         user_factory = load_factory(self.name)
         return lambda: call_factory(user_factory, self.name)
