@@ -126,6 +126,33 @@ def _wrapped(text: str) -> str:
     return textwrap.fill(text, width=100, subsequent_indent="  ", break_on_hyphens=False)
 
 
+def _probe_text(results: dict, model: str) -> str:
+    """The probe's table output: per result a heading, the per-layer table, its gains and verdict;
+    then what the columns mean."""
+    blocks = []
+    for result in results.values():
+        gains, config = result.gains(), result.config
+        blocks += [
+            f"\n== {model} · init {config['init']} · act {config.get('act') or 'own'} · "
+            f"{len(config['seeds'])} seed(s) · batch {config['batch_size']} · {config['device']}",
+            _table(result.summary()),
+            _wrapped(f"forward gain E[y_L²]/E[y_1²]: {_fmt(gains['forward_gain'])} (predicted "
+                     f"{_fmt(gains['forward_gain_pred'])}) · backward gain E[Δx_1²]/E[Δx_L²]: "
+                     f"{_fmt(gains['backward_gain'])} (predicted {_fmt(gains['backward_gain_pred'])})"),
+            _wrapped(f"verdict: {gains['verdict']} · judged on the chain gain through the layers' own steps "
+                     f"(normalizations, pools and strides divided out): worst forward "
+                     f"{_fmt(gains['forward_gain_layers'])} at {gains['worst_forward_layer']!r} "
+                     f"({gains['verdict_forward']}), worst backward {_fmt(gains['backward_gain_layers'])} at "
+                     f"{gains['worst_backward_layer']!r} ({gains['verdict_backward']}); He's init gives 1"),
+        ]
+    blocks.append("\n" + _wrapped(f"{next(iter(results.values())).config['direction']}; E[·²] = second moment over "
+                                  "all elements, geometric mean over seeds; factor = ½(1+a²)·n·Var[w], the layer's "
+                                  "step of the chain; 'in band': measured within the finite-width 3σ band of the "
+                                  "chain's prediction (is the theory right?), a test apart from the verdict (does "
+                                  "the signal get through?)"))
+    return "\n".join(blocks)
+
+
 @app.command("probe")
 def probe_command(
     model: str = typer.Option("plain", "--model", help="plain, mlp, paper-a/b/c/30, or package.module:factory "
@@ -228,26 +255,7 @@ def probe_command(
     elif output_format == "csv":
         typer.echo(probe_frame(results).to_csv(index=False), nl=False)
     else:
-        for result in results.values():
-            gains = result.gains()
-            config = result.config
-            typer.echo(f"\n== {model} · init {config['init']} · act {config.get('act') or 'own'} · "
-                       f"{len(config['seeds'])} seed(s) · batch {config['batch_size']} · {config['device']}")
-            typer.echo(_table(result.summary()))
-            typer.echo(_wrapped(f"forward gain E[y_L²]/E[y_1²]: {_fmt(gains['forward_gain'])} (predicted "
-                                f"{_fmt(gains['forward_gain_pred'])}) · backward gain E[Δx_1²]/E[Δx_L²]: "
-                                f"{_fmt(gains['backward_gain'])} (predicted {_fmt(gains['backward_gain_pred'])})"))
-            typer.echo(_wrapped(f"verdict: {gains['verdict']} · judged on the chain gain through the layers' own "
-                                f"steps (normalizations, pools and strides divided out): worst forward "
-                                f"{_fmt(gains['forward_gain_layers'])} at {gains['worst_forward_layer']!r} "
-                                f"({gains['verdict_forward']}), worst backward "
-                                f"{_fmt(gains['backward_gain_layers'])} at {gains['worst_backward_layer']!r} "
-                                f"({gains['verdict_backward']}); He's init gives 1"))
-        typer.echo("\n" + _wrapped(f"{next(iter(results.values())).config['direction']}; E[·²] = second moment over all "
-                                   "elements, geometric mean over seeds; factor = ½(1+a²)·n·Var[w], the layer's "
-                                   "step of the chain; 'in band': measured within the finite-width 3σ band of the "
-                                   "chain's prediction (is the theory right?), a test apart from the verdict (does "
-                                   "the signal get through?)"))
+        typer.echo(_probe_text(results, model))
     if out is not None:
         written = write_probe_folder(results, out, model)
         typer.echo(f"wrote {', '.join(str(p) for p in written)}", err=True)
@@ -381,6 +389,23 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
+def _training_text(results: dict, model: str, where: str) -> str:
+    """The training table output: per run its history, learned slopes and verdict; then the rules."""
+    from .train import VERDICT_RULES, slope_table
+    blocks = []
+    for label, result in results.items():
+        table = result.history[["epoch", "train_loss", "train_error", "val_error", "seconds"]].copy()
+        table.insert(4, "lr (first→last step)", [f"{first:.3g}" if first == last else f"{first:.3g}→{last:.3g}"
+                                                  for first, last in zip(result.history["lr"], result.history["lr_end"])])
+        blocks += [f"\n== {model} · init {label} · {where}", table.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+        if not result.slopes.empty:
+            blocks += ["learned PReLU slopes (last epoch; mean and spread over channels):",
+                       slope_table(result.slopes).to_string(index=False, float_format=lambda v: f"{v:.3f}")]
+        blocks.append(f"verdict: {result.verdict} — {result.reason}")
+    blocks.append(f"\nrules: {VERDICT_RULES}")
+    return "\n".join(blocks)
+
+
 @app.command("train")
 def train_command(
     model: str = typer.Option("plain", "--model", help="plain, mlp, paper-a/b/c/30, or a module:factory."),
@@ -423,7 +448,7 @@ def train_command(
     from .models import ModelRecipe
     from .probe import resolve_device
     from .folders import write_train_folder
-    from .train import VERDICT_RULES, TrainConfig, slope_table, start_distributed, train_scheme
+    from .train import TrainConfig, start_distributed, train_scheme
 
     if output_format not in ("table", "json"):
         raise ValueError(f"--format must be table or json, got {output_format!r}")
@@ -466,19 +491,8 @@ def train_command(
     if output_format == "json":
         typer.echo(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
     else:
-        for label, result in results.items():
-            typer.echo(f"\n== {model} depth {depth} · act {act} · init {label} · {dataset} · seed {seed} · "
-                       f"{world} process(es) on {target}")
-            table = result.history[["epoch", "train_loss", "train_error", "val_error", "seconds"]].copy()
-            table.insert(4, "lr (first→last step)", [f"{first:.3g}" if first == last else f"{first:.3g}→{last:.3g}"
-                                                      for first, last in zip(result.history["lr"],
-                                                                             result.history["lr_end"])])
-            typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-            if not result.slopes.empty:
-                typer.echo("learned PReLU slopes (last epoch; mean and spread over channels):")
-                typer.echo(slope_table(result.slopes).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-            typer.echo(f"verdict: {result.verdict} — {result.reason}")
-        typer.echo(f"\nrules: {VERDICT_RULES}")
+        typer.echo(_training_text(results, f"{model} depth {depth} · act {act}",
+                                  f"{dataset} · seed {seed} · {world} process(es) on {target}"))
     if out is not None:
         write_train_folder(results, out, f"{model}, {depth} layers, {act}, {dataset}")
         typer.echo(f"wrote {out}/train.json, {out}/curves.png and per-run history, slopes, checkpoints", err=True)
