@@ -15,6 +15,16 @@ safe: a tensor hook registered before an in-place op sees the gradient of the va
 The user's model is left as found: parameters are never written (gradients come from
 ``torch.autograd.grad``, so ``.grad`` fields stay untouched), buffers are restored, the RNG state
 is forked, and every hook is removed, also when the forward raises.
+
+How one statistic travels, e.g. a layer's output second moment E[y²]:
+``seeds.probe`` builds each seed's model and calls ``passes._run_pass``, which runs the forward
+under ``capture._Recorder``. At the layer's forward hook ``_LayerRecording._record_call`` takes
+the device reduction (``reductions._variance_and_second_moment``: Σy² as one dot product, its
+slot in the pass's ``_RawStore``) and keeps the recipe "Σy²/N" under the name
+``output_second_moment``. After the backward, ``records._recipes_of_pass`` collects every recipe
+by name, ``seeds.probe`` moves all seeds' reductions to the host at once, ``records._unpack``
+evaluates each name into a ``PassRecord``, and ``compare.build_frame`` makes it the ``var_y``
+column, beside the chain's prediction ``var_y_pred``; ``verdicts`` judges it.
 """
 
 from .devices import resolve_device
