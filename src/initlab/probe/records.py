@@ -173,13 +173,21 @@ def _values(recipes: list, rows: np.ndarray) -> np.ndarray:
     return values
 
 
+def _path_products(paths: list[list], rows: np.ndarray) -> np.ndarray:
+    """The product of each path's factors for every seed: (len(paths), S), 1 for an empty path.
+    All factors are evaluated in one pass over their recipes (one array, not one per path)."""
+    values = _values([recipe for path in paths for recipe in path], rows)
+    bounds = np.cumsum([0] + [len(path) for path in paths])
+    return np.array([np.prod(values[start:end], axis=0) for start, end in zip(bounds[:-1], bounds[1:])])
+
+
 def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list[PassRecord]:
     """Return one ``PassRecord`` per seed from a pass's host statistics, rows (S, size): every
     recipe is evaluated once for all seeds of the pass."""
     recipes = layout.recipes
     stats = {name: _values(recipes.calls[name], rows) for name in _STAT_NAMES}
-    prefix_factors = np.array([np.prod(_values(path, rows), axis=0) for path in recipes.forward_prefix])
-    prefix_backward = np.array([np.prod(_values(path, rows), axis=0) for path in recipes.backward_prefix])
+    prefix_factors = _path_products(recipes.forward_prefix, rows)
+    prefix_backward = _path_products(recipes.backward_prefix, rows)
     width = len(seeds)
     input_maps = [_seed_maps(_evaluate(recipe, rows), width, g.in_spatial)
                   for recipe, g in zip(recipes.input_maps, layout.geometries)]
