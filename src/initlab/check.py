@@ -34,6 +34,7 @@ from .verdicts import HEALTHY_DECADES, JUDGED_GROWTH, stream_summary
 from .files import json_records, json_value
 from .probe import ModelInput, ProbeResult, probe
 from .schemes import DROPOUT_STREAM, stream_seed
+from .theory import rectifier_factor
 
 DIRECTIONS = ("forward", "backward")
 MODES = ("train", "eval", "as-is")
@@ -88,15 +89,16 @@ def init_candidates(fan_in: int, fan_out: int, slope: float | None,
     ``kaiming_*_(mode="fan_out")`` and ``xavier_*_`` use it, and are named with ``(torch)``.
     """
     a = slope or 0.0
+    he = 1.0 / float(rectifier_factor(a))  # n·Var[w] under He's condition, 2/(1+a²)
     candidates = {  # He's two modes first: where candidates coincide, the layer reads as He
-        "kaiming": 2.0 / (1.0 + a * a),
-        "kaiming:mode=fan_out": 2.0 / (1.0 + a * a) * fan_in / fan_out,
+        "kaiming": he,
+        "kaiming:mode=fan_out": he * fan_in / fan_out,
         "xavier-fanin": 1.0,
         "xavier": 2.0 * fan_in / (fan_in + fan_out),
         "torch-default": 1.0 / 3.0,
     }
     if torch_fan_out is not None and torch_fan_out != fan_out:
-        candidates["kaiming:mode=fan_out(torch)"] = 2.0 / (1.0 + a * a) * fan_in / torch_fan_out
+        candidates["kaiming:mode=fan_out(torch)"] = he * fan_in / torch_fan_out
         candidates["xavier(torch)"] = 2.0 * fan_in / (fan_in + torch_fan_out)
     if a > 0:
         candidates["kaiming:a=0"] = 2.0

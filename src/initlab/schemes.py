@@ -24,7 +24,7 @@ from torch import nn
 from .activations import activation_factor, is_rectifier, variance_factor
 from .layers import fans, is_covered
 from .names import did_you_mean
-from .theory import slope_from_factor
+from .theory import rectifier_factor, slope_from_factor
 
 
 # -- the schemes: formula in each docstring -------------------------------------------------
@@ -55,7 +55,7 @@ def kaiming_variance(*, fan_in: int, fan_out: int, slope: float = 0.0, mode: str
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"kaiming mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan = fan_in if mode == "fan_in" else fan_out
-    c = 0.5 * (1.0 + slope * slope) if factor is None else factor
+    c = float(rectifier_factor(slope)) if factor is None else factor
     return 1.0 / (c * fan)
 
 
@@ -92,7 +92,7 @@ def orthogonal_(weight: torch.Tensor, *, slope: float = 0.0, generator: torch.Ge
     are orthonormal, so E[w²] = gain² / max(rows, cols): for rows ≤ cols this is exactly He's
     Var[w] = 2/((1+a²)·n). Draws as ``torch.nn.init.orthogonal_(w, gain)``.
     """
-    c = 0.5 * (1.0 + slope * slope) if factor is None else factor
+    c = float(rectifier_factor(slope)) if factor is None else factor
     return nn.init.orthogonal_(weight, gain=math.sqrt(1.0 / c), generator=generator)
 
 
@@ -100,7 +100,7 @@ def orthogonal_variance(shape: torch.Size | tuple[int, ...], slope: float = 0.0,
     """Return E[w²] = (2/(1+a²)) / max(rows, cols) of a He-scaled orthogonal weight (1/c for a factor c)."""
     rows = shape[0]
     cols = math.prod(shape) // rows
-    c = 0.5 * (1.0 + slope * slope) if factor is None else factor
+    c = float(rectifier_factor(slope)) if factor is None else factor
     return 1.0 / c / max(rows, cols)
 
 
@@ -233,7 +233,7 @@ class Scheme:
         network's activation factor (``network_factor``), else ½(1+a²) of the network's slope."""
         if dict(self.options).get("a", "auto") != "auto" or network_factor is None:
             a = self.slope(network_slope)
-            return 0.5 * (1.0 + a * a)
+            return float(rectifier_factor(a))
         return network_factor
 
     def weight_variance(self, shape: tuple[int, ...], fan_in: int, fan_out: int, network_slope: float = 0.0, *,
@@ -368,7 +368,7 @@ def adjacent_factors(model: nn.Module) -> dict[nn.Module, tuple[float | None, fl
     smooth activation module (GELU, SiLU, tanh, Hugging Face's activation modules); None where
     there is none. The third entry says whether the following activation is a rectifier."""
     sequence = [m for m in model.modules() if is_covered(m) or is_rectifier(m) or activation_factor(m) is not None]
-    rectifier_factors = {m: 0.5 * (1.0 + a * a) for m, a in _slopes([m for m in sequence if is_rectifier(m)]).items()}
+    rectifier_factors = {m: float(rectifier_factor(a)) for m, a in _slopes([m for m in sequence if is_rectifier(m)]).items()}
 
     def factor(module: nn.Module | None) -> float | None:
         if module is None or is_covered(module):

@@ -48,7 +48,7 @@ def slope_from_factor(factor: float) -> float:
 
 def he_std(fan: int, slope: float = 0.0) -> float:
     """Return √(2/((1+a²)·n)), the std that makes ½(1+a²)·n·Var[w] = 1 (paper eqs. 10, 14)."""
-    return math.sqrt(2.0 / ((1.0 + slope * slope) * fan))
+    return math.sqrt(1.0 / (float(rectifier_factor(slope)) * fan))
 
 
 def layer_factor(fan: int, weight_variance: float, slope: float = 0.0) -> float:
