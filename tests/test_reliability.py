@@ -17,7 +17,6 @@ import initlab
 from initlab import theory
 from initlab.activations import parse_activation
 from initlab.cli import _parse_shape, main
-from initlab.files import atomic_write
 
 
 def run(capsys, *args):
@@ -151,20 +150,6 @@ def test_ctrl_c_inside_the_forward_leaves_the_model_intact():
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng)
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
-
-
-def test_a_write_interrupted_halfway_leaves_the_previous_file(tmp_path):
-    target = tmp_path / "history.csv"
-    target.write_text("previous, complete\n")
-
-    def half_then_fail(temporary):
-        with open(temporary, "w") as handle:
-            handle.write("half a fi")
-        raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        atomic_write(target, half_then_fail)
-    assert target.read_text() == "previous, complete\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["history.csv"]
 
 
 # -- property-based checks ----------------------------------------------------------------------

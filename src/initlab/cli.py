@@ -36,6 +36,8 @@ _CLI_TERMS = ((r"^device '([^']*)' was asked for", r"--device \1 was asked for")
               "(use --device auto or cpu)"), (r"^resume: ", "--resume: "), (r"needs input_shape", "needs --input-shape"),
               (r"\(batched=False\)", "(--batched off)"), (r"or write elsewhere\)", "or a new --out)"))
 
+INPUT_FACTORY_HELP = ("package.module:fn or file.py:fn returning the batch: a tensor, a tuple (positional) or dict "
+                      "(keyword arguments) of tensors.")
 OWN_INIT = "own"
 INTERRUPTED = "interrupted: files written so far are complete (train: up to the last finished epoch; --resume continues)"
 DEFAULT_INITS = "xavier-fanin,kaiming"
@@ -165,9 +167,7 @@ def probe_command(
                                               "default) or 784 (token ids, a sequence length, for a model whose "
                                               "first layer is an Embedding); a user model needs it or "
                                               "--input-factory."),
-    input_factory: Optional[str] = typer.Option(None, "--input-factory", help="package.module:fn or file.py:fn "
-                                                "returning the batch: a tensor, a tuple (positional) or dict "
-                                                "(keyword arguments) of tensors."),
+    input_factory: Optional[str] = typer.Option(None, "--input-factory", help=INPUT_FACTORY_HELP),
     init: Optional[str] = typer.Option(None, "--init", help="Scheme(s), comma-separated: kaiming, xavier, "
                                        "xavier-fanin, torch-default, normal:STD, orthogonal, own (the model's own). "
                                        f"Options after ':' e.g. kaiming:a=0,mode=fan_out. Default {DEFAULT_INITS} "
@@ -269,9 +269,7 @@ def check_command(
                                               "(the batch is N(0,1); token ids in range, shape = sequence length, "
                                               "for a model whose first layer is an Embedding); required for a user "
                                               "model without --input-factory."),
-    input_factory: Optional[str] = typer.Option(None, "--input-factory", help="package.module:fn or file.py:fn "
-                                                "returning the batch: a tensor, a tuple (positional) or dict "
-                                                "(keyword arguments) of tensors."),
+    input_factory: Optional[str] = typer.Option(None, "--input-factory", help=INPUT_FACTORY_HELP),
     batch_size: int = typer.Option(8, "--batch-size", help="Examples in the N(0,1) batch built from --input-shape."),
     direction: str = typer.Option("forward", "--direction", help="forward (He fan_in, eq. 10) or backward (fan_out, "
                                   "eq. 14): the condition the init should meet; both verdicts are always judged."),

@@ -301,19 +301,3 @@ def _unit_means(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int =
 def _unit_dim(tensor: torch.Tensor, after_conv: bool) -> int:
     """Return the dimension that indexes units: channels (dim 1) after a conv, else features (last)."""
     return 1 if after_conv and tensor.dim() >= 3 else tensor.dim() - 1
-
-
-def _gradient_view(x: torch.Tensor) -> torch.Tensor:
-    """A layer's input as the probe passes it on: a view, so that its gradient hook sees what this
-    layer hands back, not the sum over every consumer of the tensor (a residual skip adds its own
-    gradient there). An input that needs no gradient (a one-hot of token ids, features computed
-    under ``no_grad``) becomes a leaf that does, with the same values: else its gradient is never
-    computed. Nothing else in the graph changes."""
-    return x.view_as(x) if x.requires_grad else x.detach().requires_grad_(True)
-
-
-def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a is b or (a.numel() == b.numel() and a.dtype == b.dtype and a.device == b.device
-                      and a.data_ptr() == b.data_ptr())
-
-
