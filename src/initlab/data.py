@@ -2,14 +2,16 @@
 
 ``digits`` (scikit-learn's bundled 8×8 handwritten digits, offline) is the default; ``synthetic``
 is a generated task with a known teacher; ``npz:PATH`` reads arrays ``x`` and ``y``;
-``imagefolder:PATH`` and ``cifar10:ROOT`` go through torchvision when it is installed and the
-files are local. Nothing is ever downloaded. The train/validation split is fixed by the seed,
+``imagefolder:PATH`` (one subfolder per class, read with Pillow) and ``cifar10:ROOT`` (the python
+batches, unpickled with arrays alone allowed) are read directly, with no torchvision, so they work
+with any torch build. Nothing is ever downloaded. The train/validation split is fixed by the seed,
 and inputs are standardized with the training split's per-channel mean and std.
 """
 
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -88,25 +90,73 @@ def _npz(path: str) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y.astype(np.int64)
 
 
-def _torchvision(kind: str, path: str) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        import torchvision
-    except ImportError:
-        raise DatasetError(f"dataset {kind}:{path} needs torchvision, which is not installed") from None
-    if not Path(path).exists():
-        raise DatasetError(f"dataset {kind}:{path}: {path} not found (initlab never downloads data)")
-    to_array = torchvision.transforms.functional.pil_to_tensor
-    try:
-        if kind == "cifar10":
-            data = torchvision.datasets.CIFAR10(path, train=True, download=False)
-            return data.data.transpose(0, 3, 1, 2).astype(np.float32), np.asarray(data.targets, dtype=np.int64)
-        data = torchvision.datasets.ImageFolder(path)
-    except Exception as error:
-        raise DatasetError(f"dataset {kind}:{path}: {type(error).__name__}: {error}") from None
-    images = [to_array(data.loader(file)).numpy() for file, _ in data.samples]
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles dicts, lists, strings, numbers and NumPy arrays, nothing else: a CIFAR batch file
+    holds no code, and one that tries to run any is refused (as checkpoints load ``weights_only``)."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}  # bytes in protocol-2 pickles
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _cifar10(root: str) -> tuple[np.ndarray, np.ndarray]:
+    """The CIFAR-10 training batches of the python version, read directly (no torchvision): ROOT is
+    the extracted ``cifar-10-batches-py`` folder or the folder holding it. Each batch is a pickled
+    dict with ``data`` (N, 3072) uint8, the R, G and B planes of 32×32 images, and ``labels``."""
+    folder = Path(root)
+    if (folder / "cifar-10-batches-py").is_dir():
+        folder = folder / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise DatasetError(f"dataset cifar10:{root}: {root} not found (initlab never downloads data)")
+    files = [folder / name for name in CIFAR10_TRAIN_BATCHES if (folder / name).is_file()]
+    if not files:
+        raise DatasetError(f"dataset cifar10:{root}: no data_batch_1..5 in {folder} (the python version of "
+                           "CIFAR-10, extracted)")
+    images, labels = [], []
+    for file in files:
+        try:
+            with open(file, "rb") as handle:
+                batch = _ArraysOnly(handle, encoding="bytes").load()
+            data, targets = batch[b"data"], batch[b"labels"]
+        except (pickle.UnpicklingError, KeyError, EOFError, TypeError, ValueError) as error:
+            raise DatasetError(f"dataset cifar10:{root}: {file.name} is not a CIFAR-10 batch ({error})") from None
+        images.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(targets, dtype=np.int64))
+    return np.concatenate(images).astype(np.float32), np.concatenate(labels)
+
+
+def _image_folder(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """An image folder read directly with Pillow (no torchvision): one subfolder per class, classes
+    in sorted order (torchvision's ``ImageFolder`` convention), images as RGB, all of one size."""
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DatasetError(f"dataset imagefolder:{path}: {path} not found (initlab never downloads data)")
+    classes = sorted(child.name for child in folder.iterdir() if child.is_dir())
+    samples = [(file, label) for label, name in enumerate(classes) for file in sorted((folder / name).rglob("*"))
+               if file.is_file() and file.suffix.lower() in IMAGE_EXTENSIONS]
+    if not samples:
+        raise DatasetError(f"dataset imagefolder:{path}: no images in class subfolders of {path}")
+    images = []
+    for file, _ in samples:
+        try:
+            with Image.open(file) as image:
+                images.append(np.asarray(image.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
+        except (UnidentifiedImageError, OSError) as error:
+            raise DatasetError(f"dataset imagefolder:{path}: cannot read {file}: {error}") from None
     if len({image.shape for image in images}) != 1:
         raise DatasetError(f"dataset imagefolder:{path}: images differ in size; resize them to one size first")
-    return np.stack(images).astype(np.float32), np.asarray([label for _, label in data.samples], dtype=np.int64)
+    return np.stack(images).astype(np.float32), np.asarray([label for _, label in samples], dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -128,12 +178,11 @@ DATASET_LOADERS: dict[str, DatasetLoader] = {
                                                                                                    (1, 8, 8))),
     "npz": DatasetLoader("npz:PATH", "a .npz file with arrays x (N, ...) and integer labels y (N,)",
                          lambda kind, argument, seed, shape: _npz(argument), takes_path=True),
-    "imagefolder": DatasetLoader("imagefolder:PATH", "torchvision ImageFolder at PATH (needs torchvision; local files "
-                                 "only)", lambda kind, argument, seed, shape: _torchvision(kind, argument),
+    "imagefolder": DatasetLoader("imagefolder:PATH", "one subfolder of images per class at PATH (read with Pillow; "
+                                 "local files only)", lambda kind, argument, seed, shape: _image_folder(argument),
                                  takes_path=True),
-    "cifar10": DatasetLoader("cifar10:ROOT", "torchvision CIFAR-10 already extracted under ROOT (needs torchvision; "
-                             "never downloads)", lambda kind, argument, seed, shape: _torchvision(kind, argument),
-                             takes_path=True),
+    "cifar10": DatasetLoader("cifar10:ROOT", "CIFAR-10's python batches extracted under ROOT (read directly; never "
+                             "downloads)", lambda kind, argument, seed, shape: _cifar10(argument), takes_path=True),
 }
 DATASETS: dict[str, str] = {entry.listed: entry.description for entry in DATASET_LOADERS.values()}
 
