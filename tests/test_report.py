@@ -103,3 +103,11 @@ def test_an_init_keeps_its_colour_across_figures():
     assert init_colour("kaiming / relu") == init_colour("kaiming / prelu") == init_colour("kaiming")
     assert init_colour("xavier-fanin / relu") != init_colour("kaiming / relu")
     assert init_colour("kaiming:a=0 / relu") == init_colour("kaiming:a=0 / prelu")
+
+
+def test_runs_of_one_init_are_coloured_by_activation_and_runs_of_several_by_init():
+    from initlab.report import INIT_COLOURS, run_colours
+    table2 = run_colours(["kaiming / relu", "kaiming / prelu-shared", "kaiming / prelu"])
+    assert len(set(table2.values())) == 3
+    figure3 = run_colours(["xavier-fanin / relu", "kaiming / relu"])
+    assert figure3 == {"xavier-fanin / relu": INIT_COLOURS["xavier-fanin"], "kaiming / relu": INIT_COLOURS["kaiming"]}

@@ -41,6 +41,20 @@ def init_colour(label: str) -> str:
     return PALETTE[sum(map(ord, init)) % len(PALETTE)]
 
 
+ACT_COLOURS = {"relu": "#D55E00", "prelu": "#009E73", "prelu-shared": "#CC79A7", "leaky": "#E69F00"}
+
+
+def run_colours(labels: list[str]) -> dict[str, str]:
+    """Return a colour per run label: by init, or by activation when every run shares one init
+    (Table 2's ReLU against PReLU under Kaiming), so that runs differ at a glance, not by marker only."""
+    inits = {label.split(" / ")[0].strip() for label in labels}
+    if len(inits) == 1 and len(labels) > 1:
+        acts = [label.split(" / ")[-1].strip().split(":")[0] for label in labels]
+        return {label: ACT_COLOURS.get(act, PALETTE[position % len(PALETTE)])
+                for position, (label, act) in enumerate(zip(labels, acts))}
+    return {label: init_colour(label) for label in labels}
+
+
 def act_marker(label: str) -> str:
     """Return the marker of the activation a label ends with ("kaiming / prelu" → square)."""
     act = label.split(" / ")[-1].strip().split(":")[0] if " / " in label else "relu"
@@ -100,8 +114,9 @@ def plot_training_curves(results: dict, path: str | Path, title: str = "") -> Pa
     error; the legend carries each run's verdict. Written atomically.
     """
     figure, axis = plt.subplots(figsize=(9, 4.2), constrained_layout=True)
+    colours = run_colours(list(results))
     for label, result in results.items():
-        colour = init_colour(label)
+        colour = colours[label]
         history = result.history
         if history.empty:
             continue
