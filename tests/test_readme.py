@@ -248,3 +248,12 @@ def test_a_parsed_example_keeps_its_arguments_and_drops_its_comment():
         """))
     assert lines == ["initlab probe --depth 22   # a comment", "initlab check nets.py:build_net --input-shape 3,32,32"]
     assert shlex.split(lines[0], comments=True) == ["initlab", "probe", "--depth", "22"]
+
+
+def test_the_readme_claims_table_is_the_committed_reports_claims():
+    import pandas as pd
+    claims = pd.read_csv(ROOT / "reports" / "paper" / "claims.csv")
+    section = README[README.index("| claim | the paper | measured here | held |"):].split("\n\n", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines()[2:]]
+    assert [row[0].strip("| ") for row in rows] == list(claims["claim"])
+    assert [row[-1].strip("| ").split(":")[0] for row in rows] == list(claims["held"])

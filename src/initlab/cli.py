@@ -506,7 +506,7 @@ def reproduce_command(
     """Reproduce the paper's training claims at CPU scale (Figures 2 and 3, Tables 1 and 2).
 
     \b
-    Runs on the digits dataset (about 6 minutes on 2 CPU cores), and says which claims held:
+    Runs on the digits dataset (about 5 minutes on 2 CPU cores), and says which claims held:
       figure3  30-layer plain ReLU net, xavier-fanin vs kaiming  (paper: Xavier stalls, He converges)
       figure2  22-layer plain ReLU net, xavier-fanin vs kaiming  (paper: both converge, He earlier)
       table2   14 layers, ReLU vs PReLU (shared, channel-wise), 5 seeds paired  (paper: PReLU lower error)
