@@ -297,7 +297,7 @@ def _module_names(rows: pd.DataFrame) -> str:
     return "/".join(kinds)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Context:
     """What every finding rule reads: the check's frames and the facts several rules share."""
 
@@ -308,31 +308,30 @@ class _Context:
     streams: pd.DataFrame
     direction: str
     input_drawn: bool
-    any_unhealthy: bool = False
-    compounding: pd.DataFrame | None = None  # layers of a chain of two or more, judged by their own gain
-    rectified: pd.DataFrame | None = None  # those of them fed by a rectifier
-    slope_text: str = "a=0"
-    fix: str = ""
+    any_unhealthy: bool
+    compounding: pd.DataFrame  # layers of a chain of two or more, judged by their own gain
+    rectified: pd.DataFrame  # those of them fed by a rectifier
+    slope_text: str  # their rectifiers' slopes, e.g. "a=0, a=0.25"
+    fix: str  # the Kaiming fix for this direction and those slopes
 
 
 def _context(layers: pd.DataFrame, first_seed: pd.DataFrame, result: ProbeResult, gains: dict,
              streams: pd.DataFrame, direction: str, input_drawn: bool) -> _Context:
-    context = _Context(layers, first_seed, result, gains, streams, direction, input_drawn)
-    context.any_unhealthy = (gains["verdict_forward"], gains["verdict_backward"]) != ("healthy", "healthy")
     # An init's factor matters where it compounds: layers of a chain of two or more that He's
     # condition judges. Under a normalization or inside a residual branch the scale is taken away
     # or judged by the stream (``verdicts.judged_by``); a lone layer's factor does not compound.
     chain_sizes = layers.groupby("segment")["segment"].transform("size")
-    context.compounding = layers[(layers["judged_by"] == "chain") & (chain_sizes >= 2)]
-    context.rectified = context.compounding[context.compounding["rectifier_in"]]
-    slopes = context.rectified["slope_in"].round(3)
-    context.slope_text = ", ".join(f"a={s:g}" for s in sorted(set(slopes))) if len(context.rectified) else "a=0"
-    context.fix = (f"kaiming, mode {_fix_mode(direction)}"
-                   + (f", {context.slope_text} for the {_module_names(context.rectified)} layers' rectifiers"
-                      if (slopes > 0).any() else "")
-                   + f": initlab.apply_init(model, 'kaiming{':mode=fan_out' if direction == 'backward' else ''}') "
-                     "(reads each layer's rectifier slope)")
-    return context
+    compounding = layers[(layers["judged_by"] == "chain") & (chain_sizes >= 2)]
+    rectified = compounding[compounding["rectifier_in"]]
+    slopes = rectified["slope_in"].round(3)
+    slope_text = ", ".join(f"a={s:g}" for s in sorted(set(slopes))) if len(rectified) else "a=0"
+    fix = (f"kaiming, mode {_fix_mode(direction)}"
+           + (f", {slope_text} for the {_module_names(rectified)} layers' rectifiers" if (slopes > 0).any() else "")
+           + f": initlab.apply_init(model, 'kaiming{':mode=fan_out' if direction == 'backward' else ''}') "
+             "(reads each layer's rectifier slope)")
+    any_unhealthy = (gains["verdict_forward"], gains["verdict_backward"]) != ("healthy", "healthy")
+    return _Context(layers, first_seed, result, gains, streams, direction, input_drawn, any_unhealthy, compounding,
+                    rectified, slope_text, fix)
 
 
 def _fix_mode(direction: str) -> str:

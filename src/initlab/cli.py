@@ -572,7 +572,7 @@ def report_command(
     sections = []
     if not sources:
         style = _progress_style(quiet)
-        sources = list(default_runs(out, device=resolve_device("auto"),
+        sources = list(default_runs(out, _split(DEFAULT_INITS), device=resolve_device("auto"),
                                     on_run=lambda label: _progress_printer(f"{label} · steps", style)))
     for source in sources:
         if (source / "probe.csv").is_file():

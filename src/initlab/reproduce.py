@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -244,12 +244,10 @@ def reproduce(*, device=None, out: Path | None = None, quick: bool = False,
     return outcome
 
 
-DEFAULT_PROBE_INITS = ("xavier-fanin", "kaiming")
-
-
-def default_runs(out: Path, *, device=None, on_run: Callable[[str], Callable | None] | None = None,
+def default_runs(out: Path, inits: Sequence[str], *, device=None,
+                 on_run: Callable[[str], Callable | None] | None = None,
                  experiment: Experiment | None = None) -> tuple[Path, Path]:
-    """Run the default probe (``initlab probe``: the plain 30-layer net, xavier-fanin and kaiming,
+    """Run the default probe (``initlab probe``: the plain 30-layer net under each of ``inits``,
     3 seeds) and the Figure-3 training (``experiment``, by default ``EXPERIMENTS[0]``) into
     ``out/probe-run`` and ``out/train-run``, as ``probe --out`` and ``train --out`` write them;
     return the two folders (the sources of a report given none)."""
@@ -260,7 +258,7 @@ def default_runs(out: Path, *, device=None, on_run: Callable[[str], Callable | N
     recipe = ModelRecipe("plain", input_shape=(3, 32, 32))
     example = example_batch(None, recipe.example_shape(), 64)
     probes = {f"{init} / relu": probe(recipe.factory(), example, init=init, seeds=3, device=device,
-                                      config={"model": "plain", "act": "relu"}) for init in DEFAULT_PROBE_INITS}
+                                      config={"model": "plain", "act": "relu"}) for init in inits}
     probe_folder, train_folder = out / "probe-run", out / "train-run"
     for folder in (probe_folder, train_folder):
         folder.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models import build_seeded, place
 from ..compare import build_attention_frame, build_dead_frame, build_frame, build_norm_frame, build_sum_frame
+from ..models import build_seeded, place
 from ..schemes import Scheme, adjacent_factors, network_factor, parse_scheme
 from .devices import model_device as _model_device, resolve_device
 from .errors import ProbeError
