@@ -32,9 +32,14 @@ def _assert_same_probe(sequential, batched):
         a, b = getattr(sequential, name), getattr(batched, name)
         assert list(a.columns) == list(b.columns) and len(a) == len(b)
         numeric = a.select_dtypes("number").columns
+        # the spread over units is a small difference of per-unit float32 moments, so their
+        # ~1e-6 reordering error grows by up to 1/(spread); the bands built on it are compared to 1e-3
+        spread = [c for c in numeric if "log_variance" in c]
+        numeric = [c for c in numeric if c not in spread]
         # float32 statistics reduced in a different order: agreement to ~1e-6 relative
         np.testing.assert_allclose(b[numeric].to_numpy(float), a[numeric].to_numpy(float), rtol=1e-5, atol=1e-30)
-        for column in a.columns.difference(numeric):
+        np.testing.assert_allclose(b[spread].to_numpy(float), a[spread].to_numpy(float), rtol=1e-3, atol=1e-30)
+        for column in a.columns.difference(numeric + spread):
             assert a[column].astype(str).tolist() == b[column].astype(str).tolist(), column
     pd.testing.assert_frame_equal(sequential.summary()[["verdict"]], batched.summary()[["verdict"]])
 

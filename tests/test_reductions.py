@@ -7,7 +7,8 @@ import torch
 
 from initlab.probe import reductions
 from initlab.probe.reductions import (_RawStore, _Scratch, _evaluate, _moments, _parameter_second_moments,
-                                      _position_moments, _second_moment, _unit_means, _variance_and_second_moment)
+                                      _position_moments, _second_moment, _unit_means, _unit_second_moments,
+                                      _variance_and_second_moment)
 
 
 def _x(*shape, seed=0):
@@ -30,8 +31,9 @@ def test_moments_and_maps_are_their_formulas_on_either_path(monkeypatch, welford
     store = _RawStore()
     mean, second = _moments(store, x)
     variance, second_again = _variance_and_second_moment(store, x)
-    second_map, overall, map_mean = _position_moments(store, x, 2, _Scratch())
+    second_map, overall, map_mean, unit_seconds = _position_moments(store, x, 2, _Scratch())
     units = _unit_means(store, x, dim=1)
+    feature_seconds = _unit_second_moments(store, x.reshape(-1, 6), dim=1)
     x64 = x.double()
     assert _scalar(store, second) == pytest.approx(float(x64.square().mean()), rel=1e-6)  # E[x²] = Σx²/N
     assert _scalar(store, mean) == pytest.approx(float(x64.mean()), rel=1e-5, abs=1e-7)
@@ -40,6 +42,17 @@ def test_moments_and_maps_are_their_formulas_on_either_path(monkeypatch, welford
     assert _scalar(store, overall) == pytest.approx(float(x64.square().mean()), rel=1e-5)
     assert (map_mean is None) == (not welford)  # the Welford pass gives E[x] for free
     np.testing.assert_allclose(_value(store, units)[0], x64.mean(dim=(0, 2, 3)).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(_value(store, unit_seconds)[0], x64.square().mean(dim=(0, 2, 3)).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(_value(store, feature_seconds)[0], x64.reshape(-1, 6).square().mean(dim=0).numpy(),
+                               rtol=1e-5)
+
+
+def test_unit_second_moments_of_stacked_seeds_are_each_seeds_own():
+    seeds = [_x(4, 3, 5, 2, seed=s) for s in range(3)]
+    store = _RawStore(3)
+    recipe = _unit_second_moments(store, torch.cat(seeds, dim=1), dim=1, stacked=3)
+    np.testing.assert_allclose(_value(store, recipe), [s.double().square().mean(dim=(0, 2, 3)).numpy() for s in seeds],
+                               rtol=1e-6)
 
 
 def test_stacked_seeds_give_each_seeds_statistic_in_its_row():

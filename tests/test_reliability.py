@@ -169,11 +169,13 @@ def test_chain_gain_shrinks_with_depth_below_he_and_is_one_at_he(depth, factor, 
 @settings(max_examples=60, deadline=None)
 @given(depth=st.integers(2, 40), width=st.integers(2, 2048), slope=st.floats(0, 1))
 def test_band_variance_grows_with_depth_and_shrinks_with_width(depth, width, slope):
-    layer = initlab.layers.LayerGeometry("linear", width, width, 1, (), (), (), (), (), ())
-    wide = initlab.layers.LayerGeometry("linear", 2 * width, 2 * width, 1, (), (), (), (), (), ())
-    variance = theory.forward_log_variance([layer] * depth, [None] + [slope] * (depth - 1))
+    def band(units):
+        return theory.forward_log_variance([theory.gaussian_unit_log_variance(units)] * depth,
+                                           [theory.gaussian_unit_log_variance(units, slope)] * depth,
+                                           [True] + [False] * (depth - 1))
+    variance = band(width)
     assert np.all(np.diff(variance) >= 0)
-    assert theory.forward_log_variance([wide] * depth, [None] + [slope] * (depth - 1))[-1] < variance[-1]
+    assert band(2 * width)[-1] < variance[-1]
 
 
 @given(st.lists(st.integers(1, 4096), min_size=1, max_size=5))

@@ -177,8 +177,8 @@ def test_a_batch_of_chains_gives_each_chain_its_own_numbers():
 
 @pytest.mark.parametrize("batch", [1, 32])
 def test_forward_log_variance_matches_seed_spread_of_mlp(batch):
-    # Hanin–Rolnick: Var[ln q_L/q_1] ≈ Σ κ/n; with one input it is the exact regime, a batch of
-    # independent inputs can only average it down (the band is then conservative).
+    # Hanin–Rolnick: Var[ln q_L/q_1] ≈ Σ κ/n, the one-example closed form of the chain's terms;
+    # with one input it is the exact regime, a batch of independent inputs can only average it down.
     depth, width, seeds = 10, 64, 600
     torch.manual_seed(9)
     x = torch.randn(batch, width, dtype=torch.float64)
@@ -191,13 +191,32 @@ def test_forward_log_variance_matches_seed_spread_of_mlp(batch):
             h = F.relu(y)
         logs.append(np.log(np.array(q) / (2.0 * x.square().mean().item())))
     measured = np.var(np.array(logs), axis=0)
-    layer = geometry(nn.Linear(width, width), (batch, width), (batch, width))
-    predicted = theory.forward_log_variance([layer] * depth, [None] + [0.0] * (depth - 1))
+    predicted = theory.forward_log_variance([theory.gaussian_unit_log_variance(width)] * depth,
+                                            [theory.gaussian_unit_log_variance(width, 0.0)] * depth,
+                                            [True] + [False] * (depth - 1))
     ratio = measured[2:] / predicted[2:]
     if batch == 1:
         assert np.all((ratio > 0.7) & (ratio < 1.3)), ratio  # 600 seeds: variance estimate ±6%
     else:
         assert np.all(ratio < 1.15), ratio
+
+
+@pytest.mark.parametrize("units, slope", [(16, 0.25), (32, 0.0), (64, 0.0), (64, 1.0)])
+def test_unit_log_variance_estimates_the_spread_of_a_mean_over_units(units, slope):
+    # The band's per-layer term from one draw of U i.i.d. units: D/(1−D) with D = s²/(U·m²) against
+    # the Monte-Carlo Var[ln m] over 40,000 draws of rectified Gaussian units. Plain D is biased low
+    # at small U (m² and s² move together); the correction brings it within 8 %.
+    from initlab.probe.reductions import _unit_log_variance
+    rng = np.random.default_rng(14)
+    z = rng.standard_normal((40_000, units))
+    squares = np.where(z > 0, z, slope * z) ** 2
+    true = np.var(np.log(squares.mean(axis=1)))
+    estimated = _unit_log_variance(squares).mean()
+    assert estimated == pytest.approx(true, rel=0.08)
+    plain = (squares.var(axis=1, ddof=1) / (units * squares.mean(axis=1) ** 2)).mean()
+    if units <= 32 and slope < 1:
+        assert plain < 0.9 * true  # what the correction is for
+    assert _unit_log_variance(np.ones((3, 1))).tolist() == [pytest.approx(np.nan, nan_ok=True)] * 3
 
 
 def test_log10_band_covers_the_seed_spread():
@@ -255,7 +274,8 @@ def test_backward_log_variance_matches_seed_spread_of_mlp():
         (grad,) = torch.autograd.grad(out, h, direction)
         logs.append(math.log(grad.square().mean().item() / (2.0 * direction.square().mean().item())))
     measured = np.var(logs)
-    layer = geometry(nn.Linear(width, width), (1, width), (1, width))
-    predicted = theory.backward_log_variance([layer] * depth, [0.0] * (depth - 1) + [None])[0]
+    predicted = theory.backward_log_variance([theory.gaussian_unit_log_variance(width)] * depth,
+                                             [theory.gaussian_unit_log_variance(width, 0.0)] * depth,
+                                             [False] * (depth - 1) + [True])[0]
     # the direction's own spread (2/64) is absent from the prediction: it is anchored on it
     assert measured == pytest.approx(predicted, rel=0.3)

@@ -94,6 +94,40 @@ def _predictions(records: list) -> list[dict[str, np.ndarray]]:
     return predictions
 
 
+def _measured_or(measured: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(measured), measured, fallback)
+
+
+def _forward_log_variance(stats: dict[str, np.ndarray], link_slopes: list[float | None]) -> np.ndarray:
+    """``theory.forward_log_variance`` from the spreads measured over each layer's units.
+
+    ``link_slopes[l]`` is the slope of the link into layer l, None where the chain re-anchors. A
+    layer with fewer than two units takes the one-example closed form; an input whose units are not
+    the previous layer's outputs' (a flatten between) takes v(x) = κ(a)/2·v(y) of the one-example
+    ratio, since its features are not independent units."""
+    units_in, units_out = stats["input_units"], stats["output_units"]
+    output_terms = _measured_or(stats["output_unit_log_variance"], theory.gaussian_unit_log_variance(units_out))
+    linked = np.array([1.0 if s is None else float(theory.kappa(s)) / 2.0 for s in link_slopes])
+    through_link = linked * np.roll(output_terms, 1)
+    same_units = np.append(False, units_in[1:] == units_out[:-1])
+    input_terms = np.where(same_units, _measured_or(stats["input_unit_log_variance"], through_link), through_link)
+    return theory.forward_log_variance(output_terms, input_terms, [s is None for s in link_slopes])
+
+
+def _backward_log_variance(stats: dict[str, np.ndarray], link_slopes: list[float | None]) -> np.ndarray:
+    """``theory.backward_log_variance`` from the spreads measured over each layer's units; mirror of
+    ``_forward_log_variance`` (``link_slopes[l]``: the link from layer l+1 back to layer l)."""
+    units_in, units_out = stats["input_units"], stats["output_units"]
+    grad_input_terms = _measured_or(stats["grad_input_unit_log_variance"],
+                                    theory.gaussian_unit_log_variance(units_in))
+    linked = np.array([1.0 if s is None else float(theory.kappa(s)) / 2.0 for s in link_slopes])
+    through_link = linked * np.roll(grad_input_terms, -1)
+    same_units = np.append(units_out[:-1] == units_in[1:], False)
+    grad_output_terms = np.where(same_units, _measured_or(stats["grad_output_unit_log_variance"], through_link),
+                                 through_link)
+    return theory.backward_log_variance(grad_input_terms, grad_output_terms, [s is None for s in link_slopes])
+
+
 def build_frame(records: list) -> pd.DataFrame:
     """Return the tidy frame (one row per seed × layer call) with the chain's predictions.
 
@@ -169,13 +203,17 @@ def build_frame(records: list) -> pd.DataFrame:
             "grad_var_pred_sampled": predicted["grad_var_pred_sampled"],
             "backward_factor": link_back * fan_out * var_w,
             "weight_grad_variance": stats["weight_grad_variance"],
-            "forward_log_variance": theory.forward_log_variance(geometries, forward_slopes),
-            "backward_log_variance": theory.backward_log_variance(geometries, backward_slopes),
+            "output_unit_log_variance": stats["output_unit_log_variance"],
+            "input_unit_log_variance": stats["input_unit_log_variance"],
+            "grad_output_unit_log_variance": stats["grad_output_unit_log_variance"],
+            "grad_input_unit_log_variance": stats["grad_input_unit_log_variance"],
+            "forward_log_variance": _forward_log_variance(stats, forward_slopes),
+            "backward_log_variance": _backward_log_variance(stats, backward_slopes),
             # the layer-chain gains judged by the verdicts accumulate over every step since the last reset
-            "forward_log_variance_chain": theory.forward_log_variance(
-                geometries, [None if i == 0 or resets[i] else chain_slopes[i] for i in range(count)]),
-            "backward_log_variance_chain": theory.backward_log_variance(
-                geometries, [None if i + 1 == count or resets[i + 1] else chain_slopes[i + 1] for i in range(count)]),
+            "forward_log_variance_chain": _forward_log_variance(
+                stats, [None if i == 0 or resets[i] else chain_slopes[i] for i in range(count)]),
+            "backward_log_variance_chain": _backward_log_variance(
+                stats, [None if i + 1 == count or resets[i + 1] else chain_slopes[i + 1] for i in range(count)]),
         }))
     return pd.concat(frames, ignore_index=True)
 

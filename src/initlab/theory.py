@@ -27,12 +27,6 @@ from .layers import LayerGeometry
 
 QMap = Union[float, np.ndarray]
 
-# Finite width (docs/theory.md, Hanin & Rolnick 2018). For a Linear layer the relevant width is
-# its number of units. Conv weights are shared over positions, so a conv channel fluctuates like
-# a few independent units, fewer as depth correlates the positions. Calibrated by Monte Carlo
-# (150 seeds, 10 circular-padded 3×3 He/ReLU layers, 16–64 channels, 8×8–32×32 maps): the
-# per-layer growth of Var[ln q] matched 1.4–2.5 × channels; we use 2 × channels.
-CONV_EFFECTIVE_WIDTH_PER_CHANNEL = 2.0
 BAND_SIGMAS = 3.0
 
 
@@ -289,51 +283,64 @@ def backward_chain(geometries: Sequence[LayerGeometry], weight_variances: Sequen
 # -- finite-width bands ----------------------------------------------------------------------
 
 
-def effective_width(geometry: LayerGeometry, side: str) -> float:
-    """Return the number of effectively independent units on one side ("in"/"out") of a layer.
+def gaussian_unit_log_variance(units: float | np.ndarray, slope: float | None = None) -> float | np.ndarray:
+    """Return Var[ln of a second moment averaged over ``units`` i.i.d. Gaussian units] for one example
+    at one position: 2/n for a layer's outputs (χ²: Var[z²]/E[z²]² = 2), κ(a)/n for rectified units.
 
-    Linear: its features. Conv: CONV_EFFECTIVE_WIDTH_PER_CHANNEL × channels (Monte-Carlo
-    calibration, see the constant).
+    The single-example limit of what ``forward_log_variance`` takes per layer (Hanin & Rolnick 2018):
+    a batch of distinct examples, or positions of a map, can only average it down. The probe uses it
+    where a layer has fewer than two units to measure the spread over.
     """
-    channels = geometry.out_channels if side == "out" else geometry.in_channels
-    return float(channels) if geometry.kind == "linear" else CONV_EFFECTIVE_WIDTH_PER_CHANNEL * channels
+    factor = 2.0 if slope is None else kappa(slope)
+    return factor / np.asarray(units, dtype=np.float64)
 
 
-def forward_log_variance(geometries: Sequence[LayerGeometry], link_slopes: Sequence[float | None]) -> np.ndarray:
-    """Return Var[ln(measured E[y_l²] / predicted)] across seeds for every layer.
+def forward_log_variance(output_terms: Sequence[float], input_terms: Sequence[float],
+                         anchors: Sequence[bool]) -> np.ndarray:
+    """Return Var[ln(measured E[y_l²] / predicted)] across seeds for every layer of a chain.
 
-    From a measured anchor the first step adds 2/n_l (χ² of the weights); each chained step adds
-    (κ(a)−2)/n_{l−1} for the rectifier on layer l−1's units and 2/n_l for layer l's weights, so a
-    run of equal widths adds κ(a)/n per layer (docs/theory.md). ``link_slopes[l]`` is the slope of
-    the link into layer l (1 for a view, None where the chain re-anchors).
+    ``output_terms[l]`` is v(y_l), the variance of ln E[y_l²] given layer l's input (its weights'
+    doing alone); ``input_terms[l]`` is v(x_l), that of ln E[x_l²] given layer l−1's input: all that
+    layer l−1's weights do to what layer l sees, its rectifier included; ``anchors[l]``: the chain
+    re-anchors on the measured input of layer l (always at l = 0). Each layer's weights are drawn
+    independently, so the variances add along the chain, layer l−1's own term replaced by what it
+    becomes through the link:
+
+        σ²_l = v(y_l) at an anchor, else σ²_{l−1} − v(y_{l−1}) + v(x_l) + v(y_l).
+
+    For one example v(y) = 2/n and v(x) = κ(a)/n, so a run of equal widths adds κ(a)/n per layer
+    (``gaussian_unit_log_variance``); the probe measures both terms over the layer's units
+    (docs/theory.md).
     """
-    variances, total = [], 0.0
-    for index, geometry in enumerate(geometries):
-        width = effective_width(geometry, "out")
-        if index == 0 or link_slopes[index] is None:
-            total = 2.0 / width
+    variances, total = np.zeros(len(output_terms)), 0.0
+    for index, output in enumerate(output_terms):
+        if index == 0 or anchors[index]:
+            total = float(output)
         else:
-            previous = effective_width(geometries[index - 1], "out")
-            total += (float(kappa(link_slopes[index])) - 2.0) / previous + 2.0 / width
-        variances.append(total)
-    return np.array(variances)
+            total += float(input_terms[index]) - float(output_terms[index - 1]) + float(output)
+        variances[index] = total
+    return variances
 
 
-def backward_log_variance(geometries: Sequence[LayerGeometry], link_slopes: Sequence[float | None]) -> np.ndarray:
+def backward_log_variance(grad_input_terms: Sequence[float], grad_output_terms: Sequence[float],
+                          anchors: Sequence[bool]) -> np.ndarray:
     """Return Var[ln(measured E[Δx_l²] / predicted)] across seeds for every layer's input gradient.
 
-    Mirror of ``forward_log_variance``: units are the layers' inputs, ``link_slopes[l]`` is the
-    slope of the link from layer l+1 back to layer l (None: re-anchored).
+    Mirror of ``forward_log_variance``: ``grad_input_terms[l]`` is v(Δx_l) (layer l's weights
+    carrying Δy_l back), ``grad_output_terms[l]`` v(Δy_l) (what layer l+1's weights and layer l's
+    rectifier mask do to the gradient at layer l's output); ``anchors[l]``: the chain re-anchors on
+    the measured gradient at layer l's output (always at the last layer):
+
+        σ²_l = v(Δx_l) at an anchor, else σ²_{l+1} − v(Δx_{l+1}) + v(Δy_l) + v(Δx_l).
     """
-    count = len(geometries)
+    count = len(grad_input_terms)
     variances, total = np.zeros(count), 0.0
     for index in reversed(range(count)):
-        width = effective_width(geometries[index], "in")
-        if index == count - 1 or link_slopes[index] is None:
-            total = 2.0 / width
+        if index == count - 1 or anchors[index]:
+            total = float(grad_input_terms[index])
         else:
-            following = effective_width(geometries[index + 1], "in")
-            total += (float(kappa(link_slopes[index])) - 2.0) / following + 2.0 / width
+            total += (float(grad_output_terms[index]) - float(grad_input_terms[index + 1])
+                      + float(grad_input_terms[index]))
         variances[index] = total
     return variances
 

@@ -30,7 +30,8 @@ from ..layers import LayerGeometry, geometry, is_covered
 from ..theory import gaussian_activation_factors, rectifier_factor, unit_second_moment
 from .reductions import (_Derived, _RawStore, _Scratch, _dead_fraction, _device_second_moment, _float_data,
                          _largest_abs, _mean, _mean_per_seed, _moments, _per_seed, _position_moments, _prelu_factor,
-                         _product, _second_moment, _unit_dim, _unit_means, _variance_and_second_moment,
+                         _product, _second_moment, _unit_dim, _unit_log_variance, _unit_means,
+                         _unit_second_moments, _variance_and_second_moment,
                          _variance_from_moments)
 from .stacking import one_seed_shape
 
@@ -505,7 +506,9 @@ class _LayerRecording:
                      list(link.backward_factors) if link is not None else [],
                      list(link.kinds) if link is not None else [], weight, bias, module_type)
         call.channels_first = channels_first
-        call.input_map, call.stats["input_second_moment"], _ = self._map(x, spatial_dims)
+        unit_dim = _unit_dim(x, channels_first)
+        call.input_map, call.stats["input_second_moment"], _, input_units = self._map(x, spatial_dims, unit_dim)
+        call.stats["input_unit_log_variance"] = _Derived(_unit_log_variance, (input_units,))
         rectifiers = [f for f, kind in zip(call.prefix_factors, link.factor_kinds if link is not None else [])
                       if kind == "rectifier"]
         call.stats["input_rectifier_factor"] = _Derived(_product, tuple(rectifiers)) if rectifiers else float("nan")
@@ -513,12 +516,17 @@ class _LayerRecording:
             if link is not None else []
         call.stats["input_activation_factor"] = (float("nan") if not units or any(u is None for u in units)
                                                  else _Derived(_product, tuple(units)))
-        unit_means = _unit_means(self.raw, x, _unit_dim(x, channels_first), self.stacked)
+        unit_means = _unit_means(self.raw, x, unit_dim, self.stacked)
         call.stats["input_mean"] = _Derived(_mean_per_seed, (unit_means,))
         call.stats["input_unit_mean_abs_max"] = _Derived(_largest_abs, (unit_means,))
-        unit_dim = _unit_dim(x, channels_first)
         units = x.shape[unit_dim] // (self.stacked if unit_dim == 1 else 1) if x.dim() else 1
         call.stats["input_count_per_unit"] = float(x.numel() // max(self.stacked, 1) // max(units, 1))
+        call.stats["input_units"] = float(units)
+        output_dim = _unit_dim(y, channels_first)
+        call.stats["output_units"] = float(y.shape[output_dim] // (self.stacked if output_dim == 1 else 1)
+                                           if y.dim() else 1)
+        call.stats["output_unit_log_variance"] = _Derived(
+            _unit_log_variance, (_unit_second_moments(self.raw, y, output_dim, self.stacked),))
         # fed by the model's own input (the same storage, through views): what an input finding may judge
         call.stats["input_is_model_input"] = float(x.untyped_storage().data_ptr() in self.input_storages)
         call.stats["output_variance"], call.stats["output_second_moment"] = \
@@ -540,7 +548,9 @@ class _LayerRecording:
         self.frontier = _Frontier(index, y, y._version, nodes=[y.grad_fn])
 
     def _on_grad_output(self, call: _Call, grad: torch.Tensor) -> None:
-        call.grad_output_map, second, mean = self._map(grad, call.spatial_dims)
+        call.grad_output_map, second, mean, units = self._map(grad, call.spatial_dims,
+                                                              _unit_dim(grad, call.channels_first))
+        call.stats["grad_output_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
         if mean is None:
             mean = _mean(self.raw, grad, self.stacked)
         call.stats["grad_output_second_moment"] = second
@@ -549,14 +559,19 @@ class _LayerRecording:
     def _on_grad_input(self, call: _Call, grad: torch.Tensor) -> None:
         call.stats["grad_input_variance"], call.stats["grad_input_second_moment"] = \
             _variance_and_second_moment(self.raw, grad, self.stacked)
+        call.stats["grad_input_unit_log_variance"] = _Derived(_unit_log_variance, (_unit_second_moments(
+            self.raw, grad, _unit_dim(grad, call.channels_first), self.stacked),))
 
-    def _map(self, tensor: torch.Tensor, spatial_dims: int) -> tuple[Any, Any, Any]:
-        """(per-position E[x²] map, overall E[x²], overall E[x] where it came free, else None); a
-        fully connected layer's map is the scalar itself."""
+    def _map(self, tensor: torch.Tensor, spatial_dims: int, unit_dim: int) -> tuple[Any, Any, Any, Any]:
+        """(per-position E[x²] map, overall E[x²], overall E[x] where it came free, else None, E[x²]
+        per unit along ``unit_dim``); a fully connected layer's map is the scalar itself."""
         if spatial_dims == 0:
             mean, second = _moments(self.raw, tensor, self.stacked)
-            return second, second, mean
-        return _position_moments(self.raw, tensor, spatial_dims, self.scratch, self.stacked)
+            return second, second, mean, _unit_second_moments(self.raw, tensor, unit_dim, self.stacked)
+        second_map, second, mean, units = _position_moments(self.raw, tensor, spatial_dims, self.scratch, self.stacked)
+        if units is None:
+            units = _unit_second_moments(self.raw, tensor, unit_dim, self.stacked)
+        return second_map, second, mean, units
 
     def _one_seed(self, shape: torch.Size) -> tuple[int, ...]:
         """The shape one seed sees: dim 1 divided by the number of stacked seeds."""

@@ -54,7 +54,8 @@ class PassRecord:
 
 _STAT_NAMES = list(_SCALARS) + ["input_rectifier_factor", "input_mean", "input_unit_mean_abs_max", "input_count_per_unit",
                                 "input_is_model_input", "input_activation_factor", "weight_second_moment", "bias_second_moment",
-                                "weight_grad_variance"]
+                                "weight_grad_variance", "input_units", "output_units", "input_unit_log_variance",
+                                "output_unit_log_variance", "grad_output_unit_log_variance", "grad_input_unit_log_variance"]
 _SUM_STATS = ("skip_second_moment", "branch_second_moment", "second_moment", "grad_second_moment")
 
 

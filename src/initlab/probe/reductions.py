@@ -257,8 +257,9 @@ class _Scratch:
 
 
 def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int, scratch: _Scratch,
-                      stacked: int = 1) -> tuple[Any, Any, Any]:
-    """(E[x²] per spatial position over batch and channels, overall E[x²], overall E[x] or None).
+                      stacked: int = 1) -> tuple[Any, Any, Any, Any]:
+    """(E[x²] per spatial position over batch and channels, overall E[x²], overall E[x] or None, E[x²]
+    per channel or None where the tensor has no batch and channel dims).
 
     GPU: per-position Var and E[x] in one Welford pass, which also gives E[x]. CPU: one
     elementwise square into the scratch buffer and one reduction over the leading dims (no E[x]).
@@ -274,8 +275,10 @@ def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int,
         variance, mean = torch.var_mean(view, dim=(0, 2) if stacked > 1 else 0, correction=0)
         mean_map = store.add(mean.view(*row, *spatial))
         second_map = _Derived(_second_from_moments, (store.add(variance.view(*row, *spatial)), mean_map))
-        return second_map, _Derived(_mean_per_seed, (second_map,)), _Derived(_mean_per_seed, (mean_map,))
+        units = _unit_second_moments(store, data, 1, stacked) if data.dim() == spatial_dims + 2 else None
+        return second_map, _Derived(_mean_per_seed, (second_map,)), _Derived(_mean_per_seed, (mean_map,)), units
     squares = scratch.square(data.contiguous())
+    units = _unit_second_moments(store, data, 1, stacked, squares) if data.dim() == spatial_dims + 2 else None
     if stacked > 1:
         blocks = squares.view(data.shape[0], stacked, -1, positions)
         sums, count = blocks.sum(dim=2).sum(dim=0), blocks.shape[0] * blocks.shape[2]
@@ -283,7 +286,7 @@ def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int,
         squares = squares.view(-1, positions)
         sums, count = squares.sum(0), squares.shape[0]
     second_map = _divided(store.add(sums.view(*row, *spatial)), count)
-    return second_map, _Derived(_mean_per_seed, (second_map,)), None
+    return second_map, _Derived(_mean_per_seed, (second_map,)), None, units
 
 
 def _unit_means(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1) -> _Derived:
@@ -296,6 +299,48 @@ def _unit_means(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int =
     if data.dim() <= 1:
         return _divided(store.add(data), 1)
     return _divided(store.add(data.sum(dim=[d for d in range(data.dim()) if d != dim])), data.numel() // data.shape[dim])
+
+
+def _unit_second_moments(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1,
+                         squares: torch.Tensor | None = None) -> _Derived:
+    """E[x²] of each unit (channel after a conv, feature otherwise) over every other dimension, (S, U)
+    per seed; ``squares``: the tensor's elementwise squares where a pass already made them.
+
+    CPU: Σx² per unit as a sum of the squares. GPU: the units' L2 norms in one kernel, squared on
+    the host (``_parameter_second_moments``' trick)."""
+    data = _float_data(tensor)
+    if data.dim() <= 1:
+        return _divided(store.add(data.square().reshape(stacked, -1) if stacked > 1 else data.square()), 1)
+    if stacked > 1:
+        data = data.reshape(data.shape[0], stacked, data.shape[1] // stacked, -1)
+        squares = squares.view(data.shape) if squares is not None else None
+        dims: tuple[int, ...] = (0, 3)
+    else:
+        dims = tuple(d for d in range(data.dim()) if d != dim)
+    count = data.numel() // (math.prod(data.shape[d] for d in range(data.dim()) if d not in dims))
+    if squares is None and _uses_welford(data):
+        return _divided(_Derived(np.square, (store.add(torch.linalg.vector_norm(data, dim=dims)),)), count)
+    if squares is None:
+        squares = torch.mul(data, data)
+    return _divided(store.add(squares.sum(dim=dims)), count)
+
+
+def _unit_log_variance(unit_second_moments: np.ndarray) -> np.ndarray:
+    """Var[ln of the mean over U units] of a second moment whose units are exchangeable, per seed:
+    v = D/(1−D), D = s²/(U·m²), from the units' second moments (mean m, sample variance s²).
+
+    Each unit's weights are drawn independently, so given the layer's input the units are i.i.d. and
+    the seed-to-seed variance of their mean is s²/U whatever the batch, positions or correlations
+    between examples (docs/theory.md, "Finite-width bands"). D/(1−D) replaces m² by its unbiased
+    estimate m² − s²/U (m² itself is biased up by as much, and the same units set both); D is
+    capped at ½ (a step wandering by more than a nat either way). NaN for fewer than 2 units."""
+    rows = _per_seed(np.asarray(unit_second_moments, dtype=np.float64))
+    if rows.shape[1] < 2:
+        return np.full(len(rows), np.nan)
+    mean = rows.mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dispersion = np.minimum(rows.var(axis=1, ddof=1) / (rows.shape[1] * np.square(mean)), 0.5)
+    return dispersion / (1.0 - dispersion)
 
 
 def _unit_dim(tensor: torch.Tensor, after_conv: bool) -> int:
