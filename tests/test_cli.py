@@ -215,17 +215,20 @@ def test_train_resume_from_a_corrupt_checkpoint_is_a_clear_error(capsys, tmp_pat
 def test_reproduce_quick_writes_every_table_and_figure(capsys, tmp_path):
     code, out, _ = run(capsys, "reproduce", "--quick", "--quiet", "--out", str(tmp_path))
     assert code == 0
-    for name in ("figure3.csv", "figure2.csv", "table2.csv", "table1.csv", "reproduce.json", "index.html",
+    for name in ("figure3.csv", "figure2.csv", "table2.csv", "table1.csv", "slopes.csv", "reproduce.json", "index.html",
                  "figure3/training_curves.png", "figure2/training_curves.png", "table2/training_curves.png",
+                 "table1/training_curves.png",
                  "probe/variance_vs_depth.png", "probe/layer_factors.png", "tables/table1_learned_slopes.csv"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "table1: learned PReLU slopes" in out
     assert "QUICK SMOKE RUN" in (tmp_path / "index.html").read_text(encoding="utf-8")
     # each heading says what ran, and the quick runs differ from one another
     ran = [line.strip() for line in out.splitlines() if line.strip().startswith("run here:")]
-    assert ran == ["run here: depth 8, width 32, 3 epochs, lr 0.001, seed 0 (quick smoke run: not the claim)",
-                   "run here: depth 6, width 32, 3 epochs, lr 0.001, seed 0 (quick smoke run: not the claim)",
-                   "run here: depth 5, width 32, 3 epochs, lr 0.001, seed 0 (quick smoke run: not the claim)"]
+    assert ran == ["run here: depth 8, width 32, 3 epochs, lr 0.001 constant, inputs × 30, seed 0 (quick smoke run: not the claim)",
+                   "run here: depth 6, width 32, 3 epochs, lr 0.001 constant, inputs × 30, seed 0 (quick smoke run: not the claim)",
+                   "run here: depth 5, width 32, 3 epochs, lr 0.001 step, seed 0 (quick smoke run: not the claim)",
+                   "run here: depth 4, width 32, 3 epochs, lr 0.01 step, on gratings, seed 0 (quick smoke run: not the "
+                   "claim)"]
     assert "30-layer" not in out and "3 seeds" not in out and "NaN" not in out
     figure3, figure2 = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("figure3", "figure2"))
     assert not figure3["val error"].equals(figure2["val error"])

@@ -173,6 +173,9 @@ def test_resume_refuses_other_settings_and_foreign_files(digits, tmp_path):
     with pytest.raises(ValueError, match=r"different settings: lr 0\.02 in the checkpoint, 0\.5 now \("):
         train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1, seed=0, lr=0.5), checkpoint=tmp_path / "c.pt",
                      resume=True)
+    with pytest.raises(ValueError, match=r"different settings: input_scale 1\.0 in the checkpoint, 30\.0 now"):
+        train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1, seed=0, input_scale=30.0),
+                     checkpoint=tmp_path / "c.pt", resume=True)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable checkpoint"):
         train_scheme(_factory, "kaiming", digits, TrainConfig(epochs=1), checkpoint=tmp_path / "junk.pt", resume=True)
@@ -248,3 +251,15 @@ def test_history_lr_is_the_rate_of_the_epochs_first_and_last_step(digits):
         assert row.lr == learning_rate(config, first_step, total)
         assert row.lr_end == learning_rate(config, last_step, total)
     assert list(result.history["lr"]) == [0.01, 0.01, 0.001, 0.0001]  # ÷10 at 50 % and 75 %: epochs 3 and 4 start there
+
+
+def test_input_scale_multiplies_the_inputs_the_model_sees(digits):
+    # A bias-free linear model's first-step output scales with the input: compare the logits the
+    # model saw at step 1 under input_scale 30 with a plain forward of 30 × the same batch.
+    seen = []
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10, bias=False))
+    model.register_forward_hook(lambda module, args, output: seen.append(args[0].detach().clone()))
+    initlab.train.train(model, digits, TrainConfig(epochs=1, steps=1, input_scale=30.0, seed=0))
+    assert float(seen[0].std()) == pytest.approx(30 * float(digits.train_x.std()), rel=0.2)
+    with pytest.raises(ValueError, match="input_scale must be a positive number"):
+        TrainConfig(input_scale=0.0)

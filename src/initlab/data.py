@@ -1,7 +1,7 @@
 """Datasets for short training runs, held in memory as tensors.
 
 ``digits`` (scikit-learn's bundled 8×8 handwritten digits, offline) is the default; ``synthetic``
-is a generated task with a known teacher; ``npz:PATH`` reads arrays ``x`` and ``y``;
+is a generated task with a known teacher, ``gratings`` oriented gratings in noise; ``npz:PATH`` reads arrays ``x`` and ``y``;
 ``imagefolder:PATH`` (one subfolder per class, read with Pillow) and ``cifar10:ROOT`` (the python
 batches, unpickled with arrays alone allowed) are read directly, with no torchvision, so they work
 with any torch build. Nothing is ever downloaded. The train/validation split is fixed by the seed,
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -64,6 +64,35 @@ def _synthetic(seed: int, input_shape: tuple[int, ...], size: int = 4096,
     readout = torch.randn(64, num_classes, generator=generator) / 8.0
     y = (torch.relu(x @ hidden) @ readout).argmax(dim=1)
     return x.reshape(size, *input_shape).numpy(), y.numpy()
+
+
+GRATING_CLASSES = 8
+GRATING_NOISE = 2.0  # Gaussian pixel noise, in units of the grating's amplitude at contrast 1
+
+
+def _gratings(seed: int, input_shape: tuple[int, ...], size: int = 4096,
+              num_classes: int = GRATING_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """Return oriented sinusoidal gratings in noise, labelled by orientation (``num_classes`` bins of
+    180°): random phase (so either polarity), spatial frequency 0.15–0.35 cycles per pixel, contrast
+    0.5–1.5, Gaussian noise of ``GRATING_NOISE``; each channel its own noise.
+
+    A task with the structure of natural images' first layer (oriented edges of either sign), where
+    a first layer that passes negative responses gains; Table 1's slopes are learned on it."""
+    generator = torch.Generator().manual_seed(stream_seed(seed, DATA_STREAM))
+    channels, height, width = input_shape if len(input_shape) == 3 else (1, *input_shape[-2:])
+    labels = torch.randint(0, num_classes, (size,), generator=generator)
+    angle = (labels.double() + 0.3 * torch.rand(size, generator=generator, dtype=torch.float64)) * math.pi / num_classes
+    frequency = 2 * math.pi * (0.15 + 0.2 * torch.rand(size, generator=generator, dtype=torch.float64))
+    phase = 2 * math.pi * torch.rand(size, generator=generator, dtype=torch.float64)
+    contrast = 0.5 + torch.rand(size, generator=generator, dtype=torch.float64)
+    rows = torch.arange(height, dtype=torch.float64) - (height - 1) / 2
+    columns = torch.arange(width, dtype=torch.float64) - (width - 1) / 2
+    y, x = torch.meshgrid(rows, columns, indexing="ij")
+    along = torch.cos(angle)[:, None, None] * x + torch.sin(angle)[:, None, None] * y
+    grating = contrast[:, None, None] * torch.cos(frequency[:, None, None] * along + phase[:, None, None])
+    images = grating[:, None] + GRATING_NOISE * torch.randn(size, channels, height, width, generator=generator,
+                                                            dtype=torch.float64)
+    return images.float().numpy(), labels.numpy()
 
 
 def _npz(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -176,6 +205,9 @@ DATASET_LOADERS: dict[str, DatasetLoader] = {
     "synthetic": DatasetLoader("synthetic", "Gaussian inputs labelled by a fixed random teacher (a 2-layer ReLU net); "
                                "any --input-shape", lambda kind, argument, seed, shape: _synthetic(seed, shape or
                                                                                                    (1, 8, 8))),
+    "gratings": DatasetLoader("gratings", f"oriented gratings of either polarity in noise, 4096 images, "
+                              f"{GRATING_CLASSES} orientation classes; any C,H,W --input-shape (default 1×8×8)",
+                              lambda kind, argument, seed, shape: _gratings(seed, shape or (1, 8, 8))),
     "npz": DatasetLoader("npz:PATH", "a .npz file with arrays x (N, ...) and integer labels y (N,)",
                          lambda kind, argument, seed, shape: _npz(argument), takes_path=True),
     "imagefolder": DatasetLoader("imagefolder:PATH", "one subfolder of images per class at PATH (read with Pillow; "
@@ -185,6 +217,19 @@ DATASET_LOADERS: dict[str, DatasetLoader] = {
                              "downloads)", lambda kind, argument, seed, shape: _cifar10(argument), takes_path=True),
 }
 DATASETS: dict[str, str] = {entry.listed: entry.description for entry in DATASET_LOADERS.values()}
+
+
+def scaled_inputs(dataset: Dataset, factor: float) -> Dataset:
+    """Return ``dataset`` with its inputs multiplied by ``factor`` (the same dataset for 1).
+
+    The paper's inputs are mean-subtracted but not divided by their standard deviation, so they
+    are tens, not ones; ``reproduce`` trains Figures 2 and 3 on standardized inputs × 30
+    (``TrainConfig.input_scale``)."""
+    if factor == 1:
+        return dataset
+    if not (factor > 0 and math.isfinite(factor)):
+        raise DatasetError(f"input scale must be a positive number, got {factor}")
+    return replace(dataset, train_x=dataset.train_x * factor, val_x=dataset.val_x * factor)
 
 
 def load_dataset(spec: str, *, seed: int = 0, input_shape: tuple[int, ...] | None = None,

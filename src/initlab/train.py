@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .activations import no_decay_param_groups
-from .data import Dataset
+from .data import Dataset, scaled_inputs
 from .files import BackgroundWriter, atomic_write, json_records, json_value
 from .models import build_seeded
 from .schemes import stream_seed
@@ -85,6 +85,7 @@ class TrainConfig:
     schedule: str = "step"  # step | cosine | constant
     seed: int = 0
     steps: int | None = None  # a budget of optimizer steps instead of whole epochs (the last epoch may be partial)
+    input_scale: float = 1.0  # the standardized inputs × this (the paper's pixels are not divided by their std)
 
     def __post_init__(self) -> None:
         if self.schedule not in ("step", "cosine", "constant"):
@@ -96,6 +97,8 @@ class TrainConfig:
             raise ValueError(f"steps must be at least 1, got {self.steps}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not (self.input_scale > 0 and math.isfinite(self.input_scale)):
+            raise ValueError(f"input_scale must be a positive number, got {self.input_scale}")
         if not 0 <= self.momentum < 1 or self.weight_decay < 0:
             raise ValueError("momentum must be in [0, 1) and weight_decay ≥ 0")
 
@@ -266,6 +269,7 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
     rank, world = _distributed()
     device = device or next(model.parameters()).device
     model.to(device)
+    dataset = scaled_inputs(dataset, config.input_scale)
     train_x, train_y = dataset.train_x.to(device), dataset.train_y.to(device)
     val_x, val_y = dataset.val_x.to(device), dataset.val_y.to(device)
     if config.batch_size < world:
@@ -280,6 +284,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
     if resume:
         state = load_checkpoint(checkpoint)
         saved = state.get("config", {})
+        if saved:
+            saved = {"input_scale": 1.0, **saved}  # a checkpoint from before the option trained at 1
         if saved and saved != asdict(config):
             now = asdict(config)
             changed = [f"{key} {saved.get(key)!r} in the checkpoint, {now.get(key)!r} now"
