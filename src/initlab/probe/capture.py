@@ -29,10 +29,9 @@ from ..coverage import (EMBEDDING_OPS, WEIGHT_OPS, WeightCall, call_argument as 
 from ..layers import LayerGeometry, geometry, is_covered
 from ..theory import gaussian_activation_factors, rectifier_factor, unit_second_moment
 from .reductions import (_Derived, _RawStore, _Scratch, _dead_fraction, _device_second_moment, _float_data,
-                         _largest_abs, _mean, _mean_per_seed, _moments, _per_seed, _position_moments, _prelu_factor,
-                         _product, _second_moment, _unit_dim, _unit_log_variance, _unit_means,
-                         _unit_second_moments, _variance_and_second_moment,
-                         _variance_from_moments)
+                         _largest_abs, _mean, _mean_per_seed, _moments, _moments_with_units, _per_seed,
+                         _position_moments, _prelu_factor, _product, _second_moment, _unit_dim, _unit_log_variance,
+                         _unit_means, _unit_second_moments, _variance_from_moments)
 from .stacking import one_seed_shape
 
 
@@ -525,12 +524,12 @@ class _LayerRecording:
         output_dim = _unit_dim(y, channels_first)
         call.stats["output_units"] = float(y.shape[output_dim] // (self.stacked if output_dim == 1 else 1)
                                            if y.dim() else 1)
-        call.stats["output_unit_log_variance"] = _Derived(
-            _unit_log_variance, (_unit_second_moments(self.raw, y, output_dim, self.stacked),))
         # fed by the model's own input (the same storage, through views): what an input finding may judge
         call.stats["input_is_model_input"] = float(x.untyped_storage().data_ptr() in self.input_storages)
-        call.stats["output_variance"], call.stats["output_second_moment"] = \
-            _variance_and_second_moment(self.raw, y, self.stacked)
+        mean, second, units = _moments_with_units(self.raw, y, output_dim, self.scratch, self.stacked)
+        call.stats["output_variance"] = _Derived(_variance_from_moments, (second, mean))
+        call.stats["output_second_moment"] = second
+        call.stats["output_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
         if y.requires_grad:
             self.tensor_handles.append(y.register_hook(lambda grad, c=call: self._on_grad_output(c, grad)))
         if x.requires_grad:
@@ -557,17 +556,18 @@ class _LayerRecording:
         call.stats["grad_output_variance"] = _Derived(_variance_from_moments, (second, mean))
 
     def _on_grad_input(self, call: _Call, grad: torch.Tensor) -> None:
-        call.stats["grad_input_variance"], call.stats["grad_input_second_moment"] = \
-            _variance_and_second_moment(self.raw, grad, self.stacked)
-        call.stats["grad_input_unit_log_variance"] = _Derived(_unit_log_variance, (_unit_second_moments(
-            self.raw, grad, _unit_dim(grad, call.channels_first), self.stacked),))
+        mean, second, units = _moments_with_units(self.raw, grad, _unit_dim(grad, call.channels_first), self.scratch,
+                                                  self.stacked)
+        call.stats["grad_input_variance"] = _Derived(_variance_from_moments, (second, mean))
+        call.stats["grad_input_second_moment"] = second
+        call.stats["grad_input_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
 
     def _map(self, tensor: torch.Tensor, spatial_dims: int, unit_dim: int) -> tuple[Any, Any, Any, Any]:
         """(per-position E[x²] map, overall E[x²], overall E[x] where it came free, else None, E[x²]
         per unit along ``unit_dim``); a fully connected layer's map is the scalar itself."""
         if spatial_dims == 0:
-            mean, second = _moments(self.raw, tensor, self.stacked)
-            return second, second, mean, _unit_second_moments(self.raw, tensor, unit_dim, self.stacked)
+            mean, second, units = _moments_with_units(self.raw, tensor, unit_dim, self.scratch, self.stacked)
+            return second, second, mean, units
         second_map, second, mean, units = _position_moments(self.raw, tensor, spatial_dims, self.scratch, self.stacked)
         if units is None:
             units = _unit_second_moments(self.raw, tensor, unit_dim, self.stacked)

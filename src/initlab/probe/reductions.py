@@ -278,13 +278,21 @@ def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int,
         units = _unit_second_moments(store, data, 1, stacked) if data.dim() == spatial_dims + 2 else None
         return second_map, _Derived(_mean_per_seed, (second_map,)), _Derived(_mean_per_seed, (mean_map,)), units
     squares = scratch.square(data.contiguous())
-    units = _unit_second_moments(store, data, 1, stacked, squares) if data.dim() == spatial_dims + 2 else None
-    if stacked > 1:
-        blocks = squares.view(data.shape[0], stacked, -1, positions)
-        sums, count = blocks.sum(dim=2).sum(dim=0), blocks.shape[0] * blocks.shape[2]
+    if data.dim() == spatial_dims + 2:
+        # one reduction over the batch gives the (channel, position) map; the position map and the
+        # per-channel moments are its two small sums
+        batch, channels = data.shape[0], data.shape[1] // stacked
+        by_channel = squares.view(batch, stacked * channels * positions).sum(0).view(*row, channels, positions)
+        sums, count = by_channel.sum(-2), batch * channels
+        units = _divided(store.add(by_channel.sum(-1)), batch * positions)
     else:
-        squares = squares.view(-1, positions)
-        sums, count = squares.sum(0), squares.shape[0]
+        units = None
+        if stacked > 1:
+            blocks = squares.view(data.shape[0], stacked, -1, positions)
+            sums, count = blocks.sum(dim=2).sum(dim=0), blocks.shape[0] * blocks.shape[2]
+        else:
+            squares = squares.view(-1, positions)
+            sums, count = squares.sum(0), squares.shape[0]
     second_map = _divided(store.add(sums.view(*row, *spatial)), count)
     return second_map, _Derived(_mean_per_seed, (second_map,)), None, units
 
@@ -323,6 +331,21 @@ def _unit_second_moments(store: _RawStore, tensor: torch.Tensor, dim: int, stack
     if squares is None:
         squares = torch.mul(data, data)
     return _divided(store.add(squares.sum(dim=dims)), count)
+
+
+def _moments_with_units(store: _RawStore, tensor: torch.Tensor, dim: int, scratch: _Scratch,
+                        stacked: int = 1) -> tuple[Any, Any, Any]:
+    """(E[x], E[x²], E[x²] per unit along ``dim``); per seed with S stacked seeds.
+
+    CPU: one square into the scratch buffer summed per unit, E[x²] being the units' mean (each unit
+    holds the same number of elements), and one sum for E[x]. GPU: ``_moments``' Welford pass and the
+    units' norms."""
+    data = _float_data(tensor)
+    if _uses_welford(data) or data.dim() <= 1:
+        mean, second = _moments(store, data, stacked)
+        return mean, second, _unit_second_moments(store, data, dim, stacked)
+    units = _unit_second_moments(store, data, dim, stacked, scratch.square(data.contiguous()))
+    return _mean(store, data, stacked), _Derived(_mean_per_seed, (units,)), units
 
 
 def _unit_log_variance(unit_second_moments: np.ndarray) -> np.ndarray:
