@@ -22,7 +22,8 @@ _PUBLIC = {
     "mlp": "models", "paper_net": "models", "plain_net": "models",
     "no_decay_param_groups": "activations",
 }
-__all__ = sorted([*_PUBLIC, "theory"])
+_MODULES = ("theory", "correlation")  # pure-function modules, imported on first use
+__all__ = sorted([*_PUBLIC, *_MODULES])
 
 
 class _PublicAPI(types.ModuleType):
@@ -31,8 +32,8 @@ class _PublicAPI(types.ModuleType):
     attribute of the package; that attribute is not stored for a public function's name)."""
 
     def __getattr__(self, name: str):
-        if name == "theory":
-            return importlib.import_module(".theory", __name__)
+        if name in _MODULES:
+            return importlib.import_module(f".{name}", __name__)
         if name not in _PUBLIC:
             raise AttributeError(f"module 'initlab' has no attribute {name!r}")
         value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
