@@ -121,3 +121,34 @@ def test_the_order_to_chaos_boundary_is_where_a_wide_tanh_net_neither_grows_nor_
         assert growth[factor] == pytest.approx(correlation.chi1(correlation.tanh_derivative, weight_variance, q),
                                                rel=0.06)
     assert growth[0.7] < 0.9 and growth[1.0] == pytest.approx(1.0, abs=0.04) and growth[1.3] > growth[1.0]
+
+
+def test_gram_statistics_are_the_mean_pairwise_cosine_and_the_participation_ratio():
+    rng = np.random.default_rng(25)
+    y = rng.standard_normal((6, 50))
+    gram = y @ y.T
+    cosine, rank = correlation.gram_statistics(gram)
+    unit = y / np.linalg.norm(y, axis=1, keepdims=True)
+    pairs = [unit[b] @ unit[c] for b in range(6) for c in range(6) if b != c]
+    eigenvalues = np.linalg.eigvalsh(gram)
+    assert cosine == pytest.approx(np.mean(pairs), abs=1e-12)
+    assert rank == pytest.approx(eigenvalues.sum() ** 2 / (eigenvalues ** 2).sum(), rel=1e-12)
+    assert correlation.gram_statistics(np.ones((4, 4)))[1] == pytest.approx(1.0)  # all parallel: rank 1
+    assert correlation.gram_statistics(np.eye(4))[1] == pytest.approx(4.0)
+
+
+def test_rectifier_gram_map_is_the_expected_gram_of_a_random_layer_with_bias():
+    # 5 fixed inputs through a random layer of 20,000 Gaussian units (the previous layer), a leaky
+    # rectifier, and a random layer of 4,000 units with n·E[w²] = 1.6 and E[b²] = 0.3: its
+    # per-element Gram matrix against the map of the previous Gram (sampling error ≈ 2 %).
+    rng = np.random.default_rng(26)
+    inputs = rng.standard_normal((5, 40)) + 0.7 * rng.standard_normal(40)  # correlated examples
+    previous = inputs @ rng.standard_normal((40, 20_000)) / math.sqrt(40)
+    slope, gain, bias = 0.2, 1.6, 0.3
+    activated = np.where(previous > 0, previous, slope * previous)
+    weights = rng.standard_normal((20_000, 4000)) * math.sqrt(gain / 20_000)
+    outputs = activated @ weights + rng.standard_normal(4000) * math.sqrt(bias)
+    measured = outputs @ outputs.T / 4000
+    expected = correlation.rectifier_gram_map(previous @ previous.T, 20_000, slope, gain, bias)
+    np.testing.assert_allclose(measured, expected, rtol=0.06, atol=0.02)
+    assert correlation.gram_statistics(measured)[0] == pytest.approx(correlation.gram_statistics(expected)[0], abs=0.02)

@@ -417,3 +417,44 @@ def test_first_layer_fan_ratio_is_not_called_exploding():
     assert summary["backward_factor"].iloc[0] == pytest.approx(64 * 0.5, rel=1e-9)  # ½ from the ReLU after it
     assert result.gains()["verdict"] == "healthy"
     assert (summary["verdict"] == "healthy").all()
+
+
+def test_example_correlation_and_rank_are_the_plain_measurement_and_follow_the_map():
+    # The probe's per-layer mean cosine between the first 16 examples and its effective rank equal
+    # a measurement with forward hooks alone; on a 512-wide He MLP the one-step prediction through
+    # the arc-cosine map is within the finite-width error (≈ 1/√512 per pair, averaged over 120 pairs).
+    torch.manual_seed(3)
+    model = initlab.mlp(depth=8, width=512)
+    initlab.apply_init(model, "kaiming", seed=3)
+    x = _input(24, 512)
+    outputs = []
+    handles = [m.register_forward_hook(lambda module, args, output: outputs.append(output.detach().double()))
+               for m in model.modules() if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        model(x)
+    for handle in handles:
+        handle.remove()
+    frame = initlab.probe(model, x).to_frame()
+    for index, output in enumerate(outputs):
+        head = output[:16]
+        unit = head / head.norm(dim=1, keepdim=True)
+        cosines = unit @ unit.T
+        gram = head @ head.T
+        assert frame["example_correlation"].iloc[index] == pytest.approx(
+            float((cosines.sum() - cosines.trace()) / (16 * 15)), abs=1e-5)
+        assert frame["effective_rank"].iloc[index] == pytest.approx(
+            float(gram.trace() ** 2 / gram.square().sum()), rel=1e-5)
+    hidden = frame.iloc[1:-1]  # the classifier's 10 outputs are too few for the map
+    assert (hidden["example_correlation"] - hidden["example_correlation_pred"]).abs().max() < 0.05
+    assert frame["example_correlation"].iloc[-2] > 0.5  # correlations rise with depth, as the map says
+    assert np.isnan(frame["example_correlation_pred"].iloc[0])  # the first layer has no layer before it
+
+
+def test_example_correlation_prediction_counts_the_biases():
+    # PyTorch's default init: Var[w] = 1/(3·fan_in) shrinks the signal, biases of E[b²] = 1/(3·fan_in) take
+    # over and every example's output tends to the same bias vector; the map with E[b²] follows it.
+    torch.manual_seed(4)
+    frame = initlab.probe(initlab.mlp(depth=8, width=512), _input(16, 512)).to_frame()
+    hidden = frame.iloc[1:-1]
+    assert hidden["example_correlation"].iloc[-1] > 0.95
+    assert (hidden["example_correlation"] - hidden["example_correlation_pred"]).abs().max() < 0.05

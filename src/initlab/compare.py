@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import theory
+from . import correlation, theory
 from .files import json_records, json_value
 
 # Link kinds (the ops between two covered layers, ``link_in`` joins them with "+"). Closed-form
@@ -128,6 +128,32 @@ def _backward_log_variance(stats: dict[str, np.ndarray], link_slopes: list[float
     return theory.backward_log_variance(grad_input_terms, grad_output_terms, [s is None for s in link_slopes])
 
 
+def _example_correlations(record: Any) -> dict[str, np.ndarray]:
+    """Per call: the measured mean cosine between examples and effective rank of its output (over the
+    first examples), and their one-step predictions from the previous call's Gram matrix across a
+    rectifier or view link (``correlation.rectifier_gram_map``); NaN where there is no closed link."""
+    count = len(record.names)
+    measured, rank, predicted, predicted_rank = (np.full(count, np.nan) for _ in range(4))
+    grams = record.example_grams or [None] * count
+    for index, gram in enumerate(grams):
+        if gram is None:
+            continue
+        measured[index], rank[index] = correlation.gram_statistics(gram)
+        previous = grams[index - 1] if index else None
+        kinds = set(record.prefix_kinds[index].split("+")) - {""}
+        if (previous is None or record.forward_links[index] is None or not kinds <= {"rectifier", "view"}
+                or previous.shape != gram.shape):
+            continue
+        geometry = record.geometries[index]
+        expected = correlation.rectifier_gram_map(
+            previous, float(record.stats["output_elements"][index - 1]), slope_from_factor(record.prefix_factors[index]) if "rectifier" in kinds else 1.0,
+            geometry.fan_in * float(record.stats["weight_second_moment"][index]),
+            float(record.stats["bias_second_moment"][index]))
+        predicted[index], predicted_rank[index] = correlation.gram_statistics(expected)
+    return {"example_correlation": measured, "example_correlation_pred": predicted, "effective_rank": rank,
+            "effective_rank_pred": predicted_rank}
+
+
 def build_frame(records: list) -> pd.DataFrame:
     """Return the tidy frame (one row per seed × layer call) with the chain's predictions.
 
@@ -207,6 +233,7 @@ def build_frame(records: list) -> pd.DataFrame:
             "input_unit_log_variance": stats["input_unit_log_variance"],
             "grad_output_unit_log_variance": stats["grad_output_unit_log_variance"],
             "grad_input_unit_log_variance": stats["grad_input_unit_log_variance"],
+            **_example_correlations(record),
             "forward_log_variance": _forward_log_variance(stats, forward_slopes),
             "backward_log_variance": _backward_log_variance(stats, backward_slopes),
             # the layer-chain gains judged by the verdicts accumulate over every step since the last reset

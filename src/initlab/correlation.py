@@ -117,3 +117,37 @@ def critical_weight_variance(activation: Activation, derivative: Activation, bia
 def tanh_derivative(h: np.ndarray) -> np.ndarray:
     """f'(h) = 1 − tanh²(h), for ``chi1`` of tanh."""
     return 1.0 - np.tanh(h) ** 2
+
+
+# -- what a probe measures: a batch's Gram matrix --------------------------------------------
+
+
+def gram_statistics(gram: np.ndarray) -> tuple[float, float]:
+    """Return (mean cosine similarity over pairs of distinct examples, effective rank) of a Gram
+    matrix G_bc = y_b·y_c. The effective rank is the participation ratio (tr G)²/tr(G²) of its
+    eigenvalues: k for k orthogonal examples of equal length, 1 when all are parallel."""
+    gram = np.asarray(gram, dtype=np.float64)
+    lengths = np.sqrt(np.clip(np.diag(gram), 1e-300, None))
+    cosines = gram / np.outer(lengths, lengths)
+    count = len(gram)
+    mean_cosine = float((cosines.sum() - np.trace(cosines)) / (count * (count - 1)))
+    rank = float(np.trace(gram) ** 2 / np.sum(gram * gram)) if np.any(gram) else float("nan")
+    return mean_cosine, rank
+
+
+def rectifier_gram_map(gram: np.ndarray, elements: int, slope: float, weight_gain: float,
+                       bias_second_moment: float) -> np.ndarray:
+    """Return the expected per-element Gram matrix of a layer's outputs, M'_bc = E[y'_b·y'_c]/D', from
+    the previous layer's Gram ``gram`` over its ``elements`` elements per example, a rectifier of
+    ``slope`` between them and the layer's n·E[w²] = ``weight_gain`` and E[b²]:
+
+        M'_bc = n·E[w²]·½(1+a²)·√(q_b·q_c)·F(c_bc) + E[b²],  q_b = G_bb/D,  c_bc = G_bc/√(G_bb·G_cc)
+
+    (f is positively homogeneous, so E[f(u)f(v)] = √(q_b·q_c)·½(1+a²)·F(c)). Exact in expectation for a
+    fully connected layer; for a convolution it treats every position as having the flattened
+    correlation and ignores the zero padding's loss at the borders (a common factor)."""
+    gram = np.asarray(gram, dtype=np.float64)
+    q = np.clip(np.diag(gram), 1e-300, None) / elements
+    cosines = np.clip(gram / elements / np.sqrt(np.outer(q, q)), -1.0, 1.0)
+    return (weight_gain * float(rectifier_factor(slope)) * np.sqrt(np.outer(q, q))
+            * rectifier_correlation_map(cosines, slope) + bias_second_moment)

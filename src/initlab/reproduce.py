@@ -215,7 +215,6 @@ def claims_table(outcome: dict) -> pd.DataFrame:
     he_first = [first_epoch_below(r.history, halfway) for r in kaiming]
     xavier_first = [first_epoch_below(r.history, halfway) for r in xavier]
     earlier = [bool(np.isfinite(h) and (not np.isfinite(x) or h < x)) for h, x in zip(he_first, xavier_first)]
-    seeds = len(earlier)
     rows.append({"claim": "Figure 2", "paper": "22 layers: both converge, He starts reducing error earlier",
                  "measured": f"xavier-fanin {', '.join(r.verdict for r in xavier)}; kaiming "
                              f"{', '.join(r.verdict for r in kaiming)}; first epoch below ½ chance error: He "

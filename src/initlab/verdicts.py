@@ -225,7 +225,8 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
                    "padding_factor_backward", "forward_factor", "grad_var", "grad_var_pred", "grad_var_pred_sampled",
                    "backward_factor", "weight_grad_variance", "log10_forward_gain", "log10_backward_gain",
                    "log10_forward_gain_layers", "log10_backward_gain_layers", "log10_forward_fan_ratio",
-                   "log10_backward_fan_ratio", "log10_ratio_forward", "log10_ratio_backward"):
+                   "log10_backward_fan_ratio", "log10_ratio_forward", "log10_ratio_backward", "example_correlation",
+                   "example_correlation_pred", "effective_rank", "effective_rank_pred"):
         summary[column] = (10.0 ** logs[column].mean().values if column in GEOMETRIC_COLUMNS
                            else mean[column].values)
     summary["in_residual_branch"] = grouped["in_residual_branch"].first().values

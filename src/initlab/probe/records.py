@@ -50,12 +50,13 @@ class PassRecord:
     norms: dict[str, np.ndarray] = field(default_factory=dict)  # per train-mode normalization: name, eps, variance
     coverage: Coverage | None = None
     attention: dict[str, np.ndarray] = field(default_factory=dict)  # per attention call: name, keys, E[logit²]
+    example_grams: list = field(default_factory=list)  # per call: its output's Gram over the first examples, or None
 
 
 _STAT_NAMES = list(_SCALARS) + ["input_rectifier_factor", "input_mean", "input_unit_mean_abs_max", "input_count_per_unit",
                                 "input_is_model_input", "input_activation_factor", "weight_second_moment", "bias_second_moment",
                                 "weight_grad_variance", "input_units", "output_units", "input_unit_log_variance",
-                                "output_unit_log_variance", "grad_output_unit_log_variance", "grad_input_unit_log_variance"]
+                                "output_unit_log_variance", "grad_output_unit_log_variance", "grad_input_unit_log_variance", "output_elements"]
 _SUM_STATS = ("skip_second_moment", "branch_second_moment", "second_moment", "grad_second_moment")
 
 
@@ -69,6 +70,7 @@ class _PassRecipes:
     backward_prefix: list[list]  # per call: the same path's backward factors
     input_maps: list  # per call: E[x²] per position (a scalar for a fully connected layer)
     grad_output_maps: list  # per call: E[Δy²] per position (NaN: no gradient reached it)
+    example_grams: list  # per call: the output's Gram matrix over the first examples (None: fewer than two)
     sums: dict[str, list]  # per ``_SUM_STATS`` name: one recipe per residual sum
     dead_fraction: list  # per ReLU call
     norm_variance: list  # per train-mode normalization: its input's variance (E[x²] for an RMSNorm)
@@ -99,6 +101,7 @@ def _recipes_of_pass(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], no
         backward_prefix=[call.prefix_backward_factors for call in calls],
         input_maps=[call.input_map for call in calls],
         grad_output_maps=[call.grad_output_map if call.grad_output_map is not None else nan for call in calls],
+        example_grams=[call.example_gram for call in calls],
         sums={name: [record.stats.get(name, nan) for record in sums] for name in _SUM_STATS},
         dead_fraction=[d.fraction for d in dead],
         norm_variance=[norm.variance for norm in norms],
@@ -194,6 +197,7 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
                   for recipe, g in zip(recipes.input_maps, layout.geometries)]
     grad_output_maps = [_seed_maps(_evaluate(recipe, rows), width, g.out_spatial)
                         for recipe, g in zip(recipes.grad_output_maps, layout.geometries)]
+    example_grams = [None if recipe is None else _evaluate(recipe, rows) for recipe in recipes.example_grams]
     sum_stats = {name: _values(recipes.sums[name], rows) for name in _SUM_STATS}
     dead_fractions = _values(recipes.dead_fraction, rows)
     norm_variances = _values(recipes.norm_variance, rows)
@@ -209,6 +213,7 @@ def _unpack(rows: np.ndarray, layout: _PassLayout, seeds: Sequence[int]) -> list
             stats={name: values[:, row].copy() for name, values in stats.items()},
             input_maps=[m[row].copy() if m.ndim > 1 else float(m[row]) for m in input_maps],
             grad_output_maps=[m[row].copy() if m.ndim > 1 else float(m[row]) for m in grad_output_maps],
+            example_grams=[None if g is None else g[row].astype(np.float64) for g in example_grams],
             forward_links=[f if closed else None for f, closed in zip(forward, layout.closed_forward)],
             backward_links=[backward[i + 1] if layout.closed_backward[i] else None for i in range(count - 1)] + [None],
             link_kinds=layout.link_kinds, link_resets=layout.link_resets, prefix_factors=forward,

@@ -348,6 +348,24 @@ def _moments_with_units(store: _RawStore, tensor: torch.Tensor, dim: int, scratc
     return _mean(store, data, stacked), _Derived(_mean_per_seed, (units,)), units
 
 
+CORRELATION_EXAMPLES = 16  # the examples whose pairwise inner products a layer's output records
+
+
+def _example_gram(store: _RawStore, tensor: torch.Tensor, stacked: int = 1) -> _Slot | None:
+    """The Gram matrix Σ_d y_b,d·y_c,d of the first ``CORRELATION_EXAMPLES`` examples' flattened
+    outputs, (S, k, k) per seed; None for fewer than two examples. One k×k matrix product per layer
+    (k²·D multiply-adds: a sixteenth of the whole batch's at batch 64)."""
+    data = _float_data(tensor)
+    if data.dim() < 2 or data.shape[0] < 2:
+        return None
+    head = data[:CORRELATION_EXAMPLES]
+    if stacked > 1:
+        blocks = head.reshape(head.shape[0], stacked, -1)
+        return store.add(torch.einsum("bsd,csd->sbc", blocks, blocks))
+    flat = head.reshape(head.shape[0], -1)
+    return store.add(flat @ flat.T)
+
+
 def _unit_log_variance(unit_second_moments: np.ndarray) -> np.ndarray:
     """Var[ln of the mean over U units] of a second moment whose units are exchangeable, per seed:
     v = D/(1−D), D = s²/(U·m²), from the units' second moments (mean m, sample variance s²).
