@@ -70,12 +70,13 @@ def test_report_from_a_tiny_probe_and_training_run(tmp_path):
                 training_section(runs, tmp_path / "train", "Training"),
                 paper_tables_section(table2, table1, tmp_path / "tables", "tiny scale")]
     page = write_html(tmp_path / "index.html", "tiny", report_header("pytest"), sections)
-    parsed = _check_page(page, figures=3)
+    parsed = _check_page(page, figures=4)
     assert parsed.tables >= 5
     text = page.read_text(encoding="utf-8")
     for expected in ("pytest", "torch " + torch.__version__, "0.681", "33.82", "tiny scale"):
         assert expected in text
-    for figure in ("probe/variance_vs_depth.png", "probe/layer_factors.png", "train/training_curves.png"):
+    for figure in ("probe/variance_vs_depth.png", "probe/layer_factors.png", "probe/correlation_vs_depth.png",
+                   "train/training_curves.png"):
         assert (tmp_path / figure).stat().st_size > 10_000
 
 
@@ -87,7 +88,7 @@ def test_cli_report_from_probe_and_train_folders(capsys, tmp_path):
     capsys.readouterr()
     assert main(["report", "--out", str(tmp_path / "r"), "--from", str(tmp_path / "p"), "--from",
                  str(tmp_path / "t")]) == 0
-    _check_page(tmp_path / "r" / "index.html", figures=3)
+    _check_page(tmp_path / "r" / "index.html", figures=4)
     code = main(["report", "--out", str(tmp_path / "r2"), "--from", str(tmp_path)])
     assert code == 2 and "no probe.csv or train.json" in capsys.readouterr().err
 

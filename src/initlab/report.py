@@ -165,6 +165,33 @@ def plot_layer_factors(frames: dict[str, pd.DataFrame], path: str | Path, title:
     return _save(figure, path)
 
 
+def plot_correlation_vs_depth(frames: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
+    """Write a PNG of how alike examples become with depth: the mean cosine between the first examples'
+    outputs and their effective rank per layer (seed means, solid), beside the mean-field map's one-step
+    prediction from the layer before (dashed; ``correlation.rectifier_gram_map``)."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    panels = [("example_correlation", "mean cosine between examples"),
+              ("effective_rank", "effective rank of the batch (participation ratio)")]
+    for label, frame in frames.items():
+        summary = layer_summary(frame)
+        for axis, (column, heading) in zip(axes, panels):
+            colour = init_colour(label)
+            axis.plot(summary["index"], summary[column], color=colour, marker=act_marker(label), markersize=4,
+                      linewidth=1.2, label=label)
+            axis.plot(summary["index"], summary[f"{column}_pred"], color=colour, linestyle="--", linewidth=1)
+            axis.set_title(heading, fontsize=11)
+    axes[0].set_ylim(-0.05, 1.02)
+    axes[1].set_yscale("log")
+    for axis in axes:
+        axis.set_xlabel("layer index (Conv/Linear, forward order)")
+        axis.grid(True, which="major", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), fontsize=8, loc="best")
+    if title:
+        figure.suptitle(title, fontsize=11)
+    return _save(figure, path)
+
+
 # -- the HTML page ----------------------------------------------------------------------------------
 
 _CSS = """
@@ -253,6 +280,7 @@ def probe_section(frames: dict[str, pd.DataFrame], folder: Path, title: str, tex
     folder.mkdir(parents=True, exist_ok=True)
     variance = plot_variance_vs_depth(frames, folder / "variance_vs_depth.png", title=figure_title)
     factors = plot_layer_factors(frames, folder / "layer_factors.png", title=figure_title)
+    correlations = plot_correlation_vs_depth(frames, folder / "correlation_vs_depth.png", title=figure_title)
     summaries, gains = [], []
     for label, frame in frames.items():
         summary = layer_summary(frame)
@@ -270,7 +298,10 @@ def probe_section(frames: dict[str, pd.DataFrame], folder: Path, title: str, tex
         "chain (exact at padded borders, re-anchored on the measurement after pooling); ×: not healthy."),
         figures=[(variance, f"{title}: measured vs predicted second moments against depth"),
                  (factors, "Per-layer factor ½(1+a²)·n·Var[w] against He's ideal 1: below the line a layer "
-                           "loses signal, above it amplifies it")],
+                           "loses signal, above it amplifies it"),
+                 (correlations, "How alike the first 16 examples become: mean cosine between their outputs and "
+                                "the batch's effective rank (solid, seed mean), and the mean-field map's one-step "
+                                "prediction from the layer before (dashed; none across a pool)")],
         tables=[("Whole-network gains: forward E[y_L²]/E[y_1²], backward E[Δx_1²]/E[Δx_L²]", pd.DataFrame(gains))],
         data_files=[summary_file, frame_file])
 
