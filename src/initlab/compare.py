@@ -98,6 +98,12 @@ def _measured_or(measured: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(measured), measured, fallback)
 
 
+def _one_example_link_ratio(link_slopes: list[float | None]) -> np.ndarray:
+    """v(x)/v(y) across each link for one example, κ(a)/2 (1 where the chain re-anchors): the
+    fallback where a link's units cannot be measured."""
+    return np.array([1.0 if s is None else float(theory.kappa(s)) / 2.0 for s in link_slopes])
+
+
 def _forward_log_variance(stats: dict[str, np.ndarray], link_slopes: list[float | None]) -> np.ndarray:
     """``theory.forward_log_variance`` from the spreads measured over each layer's units.
 
@@ -107,8 +113,7 @@ def _forward_log_variance(stats: dict[str, np.ndarray], link_slopes: list[float 
     ratio, since its features are not independent units."""
     units_in, units_out = stats["input_units"], stats["output_units"]
     output_terms = _measured_or(stats["output_unit_log_variance"], theory.gaussian_unit_log_variance(units_out))
-    linked = np.array([1.0 if s is None else float(theory.kappa(s)) / 2.0 for s in link_slopes])
-    through_link = linked * np.roll(output_terms, 1)
+    through_link = _one_example_link_ratio(link_slopes) * np.roll(output_terms, 1)
     same_units = np.append(False, units_in[1:] == units_out[:-1])
     input_terms = np.where(same_units, _measured_or(stats["input_unit_log_variance"], through_link), through_link)
     return theory.forward_log_variance(output_terms, input_terms, [s is None for s in link_slopes])
@@ -120,8 +125,7 @@ def _backward_log_variance(stats: dict[str, np.ndarray], link_slopes: list[float
     units_in, units_out = stats["input_units"], stats["output_units"]
     grad_input_terms = _measured_or(stats["grad_input_unit_log_variance"],
                                     theory.gaussian_unit_log_variance(units_in))
-    linked = np.array([1.0 if s is None else float(theory.kappa(s)) / 2.0 for s in link_slopes])
-    through_link = linked * np.roll(grad_input_terms, -1)
+    through_link = _one_example_link_ratio(link_slopes) * np.roll(grad_input_terms, -1)
     same_units = np.append(units_out[:-1] == units_in[1:], False)
     grad_output_terms = np.where(same_units, _measured_or(stats["grad_output_unit_log_variance"], through_link),
                                  through_link)
@@ -144,10 +148,10 @@ def _example_correlations(record: Any) -> dict[str, np.ndarray]:
         if (previous is None or record.forward_links[index] is None or not kinds <= {"rectifier", "view"}
                 or previous.shape != gram.shape):
             continue
-        geometry = record.geometries[index]
+        slope = slope_from_factor(record.prefix_factors[index]) if "rectifier" in kinds else 1.0
         expected = correlation.rectifier_gram_map(
-            previous, float(record.stats["output_elements"][index - 1]), slope_from_factor(record.prefix_factors[index]) if "rectifier" in kinds else 1.0,
-            geometry.fan_in * float(record.stats["weight_second_moment"][index]),
+            previous, float(record.stats["output_elements"][index - 1]), slope,
+            record.geometries[index].fan_in * float(record.stats["weight_second_moment"][index]),
             float(record.stats["bias_second_moment"][index]))
         predicted[index], predicted_rank[index] = correlation.gram_statistics(expected)
     return {"example_correlation": measured, "example_correlation_pred": predicted, "effective_rank": rank,

@@ -154,8 +154,14 @@ def plot_layer_factors(frames: dict[str, pd.DataFrame], path: str | Path, title:
     for axis in axes:
         axis.axhline(1.0, color="#555555", linewidth=1, linestyle=":", label="ideal (He): 1")
         axis.set_yscale("log")
-        axis.set_xlabel("layer index (Conv/Linear, forward order)")
         axis.set_ylabel("factor per layer (log scale)")
+    return _finish_layer_panels(figure, axes, path, title)
+
+
+def _finish_layer_panels(figure: plt.Figure, axes: Any, path: str | Path, title: str) -> Path:
+    """Label the per-layer axes, put one legend entry per run on the first, title and save."""
+    for axis in axes:
+        axis.set_xlabel("layer index (Conv/Linear, forward order)")
         axis.grid(True, which="major", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     unique = dict(zip(labels, handles))
@@ -182,14 +188,7 @@ def plot_correlation_vs_depth(frames: dict[str, pd.DataFrame], path: str | Path,
             axis.set_title(heading, fontsize=11)
     axes[0].set_ylim(-0.05, 1.02)
     axes[1].set_yscale("log")
-    for axis in axes:
-        axis.set_xlabel("layer index (Conv/Linear, forward order)")
-        axis.grid(True, which="major", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    axes[0].legend(dict(zip(labels, handles)).values(), dict(zip(labels, handles)).keys(), fontsize=8, loc="best")
-    if title:
-        figure.suptitle(title, fontsize=11)
-    return _save(figure, path)
+    return _finish_layer_panels(figure, axes, path, title)
 
 
 # -- the HTML page ----------------------------------------------------------------------------------

@@ -533,7 +533,7 @@ class _LayerRecording:
         call.stats["output_second_moment"] = second
         call.stats["output_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
         call.example_gram = _example_gram(self.raw, y, self.stacked)
-        call.stats["output_elements"] = float(y[0].numel() // self.stacked) if y.dim() >= 2 else float("nan")
+        call.stats["output_elements"] = float(y.numel() // y.shape[0] // self.stacked) if y.dim() >= 2 else float("nan")
         if y.requires_grad:
             self.tensor_handles.append(y.register_hook(lambda grad, c=call: self._on_grad_output(c, grad)))
         if x.requires_grad:
