@@ -5,9 +5,11 @@ and batch, side by side in one process, interleaved (bare, check, bare, check, .
   intermediate 3072), random init, token ids of sequence length 128, batch 8;
 - ResNet-50: torchvision's layout (``check_resnet50.resnet50``), 224×224, batch 8.
 
-Target: each ratio ≤ 1.5. Prints one line per model and exits 1 on a miss.
+Target: each ratio ≤ 1.5. Prints one line per model and exits 1 on a miss. With
+``--jacobian-projections K`` it also times a check that estimates the input–output Jacobian's
+spread from K projections, in the same interleaved rounds (printed, no target: it is opt-in).
 
-    python benchmarks/check_real.py [--rounds 3] [--only bert|resnet50]
+    python benchmarks/check_real.py [--rounds 3] [--only bert|resnet50] [--jacobian-projections 4]
 """
 
 from __future__ import annotations
@@ -61,12 +63,12 @@ def bare_pass(model, example) -> None:
                         [torch.randn_like(t) for t in outputs], allow_unused=True)
 
 
-def measure(name: str, build, rounds: int) -> float:
+def measure(name: str, build, rounds: int, projections: int = 0) -> float:
     model, example = build()
     model.train()
     bare_pass(model, example)  # warm-up: allocator, kernels
-    initlab.check(model, example)
-    bare, checked = [], []
+    initlab.check(model, example, jacobian_projections=projections)
+    bare, checked, projected = [], [], []
     for _ in range(rounds):
         start = time.perf_counter()
         bare_pass(model, example)
@@ -74,11 +76,18 @@ def measure(name: str, build, rounds: int) -> float:
         start = time.perf_counter()
         report = initlab.check(model, example)
         checked.append(time.perf_counter() - start)
+        if projections:
+            start = time.perf_counter()
+            initlab.check(model, example, jacobian_projections=projections)
+            projected.append(time.perf_counter() - start)
     ratio = statistics.median(checked) / statistics.median(bare)
     verdict = "met" if ratio <= TARGET else "MISSED"
     print(f"{name}: bare fwd+bwd {statistics.median(bare):.2f} s · check {statistics.median(checked):.2f} s · "
           f"ratio {ratio:.2f} (target ≤ {TARGET}, {verdict}) · {'HEALTHY' if report.healthy else 'UNHEALTHY'} · "
           f"{rounds} interleaved rounds, {torch.get_num_threads()} threads")
+    if projections:
+        print(f"  with --jacobian-projections {projections}: {statistics.median(projected):.2f} s, ratio "
+              f"{statistics.median(projected) / statistics.median(bare):.2f} to the bare pass (no target)")
     return ratio
 
 
@@ -86,9 +95,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("bert", "resnet50"))
+    parser.add_argument("--jacobian-projections", type=int, default=0)
     args = parser.parse_args()
     models = {"bert": ("BERT-base (seq 128, batch 8)", bert_base), "resnet50": ("ResNet-50 (224², batch 8)", resnet50)}
-    ratios = [measure(label, build, args.rounds) for key, (label, build) in models.items()
+    ratios = [measure(label, build, args.rounds, args.jacobian_projections) for key, (label, build) in models.items()
               if args.only in (None, key)]
     return 0 if all(r <= TARGET for r in ratios) else 1
 

@@ -459,3 +459,23 @@ def test_each_layer_verdict_is_its_chain_gain_against_the_interval_the_plot_draw
     assert (width >= 2 - 1e-9).all() and width.iloc[-2] > width.iloc[2]
     figure = report.plot()
     assert len(figure.axes[0].collections) >= 1  # the per-layer band is drawn, not a fixed ±1 strip
+
+
+def test_examples_collapsing_under_default_init_are_named_and_he_nets_that_train_are_not():
+    # PyTorch's default init: the biases carry the signal, every example's output alike (0.9999);
+    # He's init reaches 0.97 after 8 layers, VGG-11 (five max-pools, no normalization) 0.98, a conv
+    # stack's global average pool 0.9994: none of these is a collapse.
+    import architectures
+    x = _batch(4, 3, 16, 16)
+    default = initlab.check(initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16), stages=2), x)
+    finding = _kinds(default)["examples-collapse"]
+    assert finding.severity == "error" and finding.factor > 0.999 and "indistinguishable" in finding.message
+    assert default.gains["collapse_decades"] > 2
+    kaiming = initlab.apply_init(initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16), stages=2), "kaiming")
+    assert "examples-collapse" not in _kinds(initlab.check(kaiming, x))
+    images = _batch(2, 3, 32, 32)
+    assert "examples-collapse" in _kinds(initlab.check(architectures.vgg11(), images))
+    vgg = initlab.check(initlab.apply_init(architectures.vgg11(), "kaiming", seed=0), images)
+    assert vgg.gains["verdict_correlation"] == "healthy" and vgg.gains["collapse_decades"] < 1.5
+    pooled = initlab.check(initlab.apply_init(_conv_stack(depth=10), "kaiming", seed=0), _batch(8, 3, 16, 16))
+    assert pooled.gains["example_correlation"] > 0.999 and pooled.healthy, pooled.text()

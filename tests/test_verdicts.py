@@ -108,3 +108,24 @@ def test_the_growth_limit_is_linear_in_sums_plus_a_decade():
     above = stream_summary(_sums([1.0] * (count - 1) + [limit * 1.001], [1.0] * count))
     assert at.loc[0, "verdict_forward"] == "healthy" and above.loc[0, "verdict_forward"] == "exploding"
     assert verdicts.JUDGED_GROWTH == {"forward": "forward_growth_after_first", "backward": "backward_growth"}
+
+
+def test_collapse_steps_compare_each_layer_with_a_critical_relu_layer_on_the_previous_correlation():
+    from initlab.correlation import rectifier_correlation_map
+    measured = np.array([0.1, 0.5, 0.9, 0.9999, 0.99999, 0.999999])
+    links = np.array(["input", "rectifier", "rectifier+pool", "rectifier+pool+view", "view", "norm+rectifier"])
+    layers = np.array(["conv", "conv", "conv", "linear", "linear", "linear"])
+    reference, excess, verdict = verdicts._collapse(measured, links, layers)
+    # rectifier: F(c_{l-1}); a local pool into a conv is part of the step; a view keeps c; a pool
+    # into a Linear layer (global) and a normalization have no reference and add nothing
+    np.testing.assert_allclose(reference[1:3], rectifier_correlation_map(measured[:2]))
+    assert np.isnan(reference[0]) and np.isnan(reference[3]) and np.isnan(reference[5])
+    assert reference[4] == measured[3]
+    steps = np.log10((1 - reference[1:3]) / (1 - measured[1:3]))
+    np.testing.assert_allclose(excess[1:4], np.cumsum(steps).tolist() + [steps.sum()])
+    assert excess[4] == pytest.approx(steps.sum() + 1.0)  # 1 − c ten times smaller across a view
+    assert list(verdict) == ["healthy"] * 6  # 0.9999 came across the global pool, not counted
+    _, excess, verdict = verdicts._collapse(np.array([0.0, 0.5, 0.99, 0.99999]), links[[0, 1, 1, 1]], layers[:4])
+    assert excess[-1] > verdicts.COLLAPSE_DECADES and verdict[-1] == "collapsed" and verdict[2] == "healthy"
+    reference, _, verdict = verdicts._collapse(np.array([np.nan, 0.5]), links[:2], layers[:2])
+    assert list(verdict) == ["unmeasured", "healthy"] and np.isnan(reference).all()

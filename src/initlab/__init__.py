@@ -22,7 +22,7 @@ _PUBLIC = {
     "mlp": "models", "paper_net": "models", "plain_net": "models",
     "no_decay_param_groups": "activations",
 }
-_MODULES = ("theory", "correlation")  # pure-function modules, imported on first use
+_MODULES = ("theory", "correlation", "conditioning")  # pure-function modules, imported on first use
 __all__ = sorted([*_PUBLIC, *_MODULES])
 
 

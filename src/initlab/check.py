@@ -11,7 +11,11 @@ names the common misconfigurations with their numbers:
 - Kaiming in the fan mode of the other direction: factor n/n̂ per layer forward (n̂/n backward);
 - dead ReLU units at init (never positive on the batch);
 - a first layer fed unnormalized input (E[x²] far from 1, or channel means far from 0);
-- residual streams that grow exponentially, and NaN/Inf.
+- residual streams that grow exponentially, and NaN/Inf;
+- examples whose representations collapse (mean cosine → 1 faster than a critical He chain allows).
+
+On request the report also gives the input–output Jacobian's mean squared singular value and
+spread (``conditioning``), from a few random projections.
 
 Each layer's init is identified from its sampled E[w²] against these candidates, within the
 sampling error of a second moment over the layer's weights. The model, its buffers, train/eval
@@ -201,7 +205,8 @@ class CheckReport:
 
 
 def check(model: nn.Module, example_input: ModelInput | Callable[[], ModelInput], *, direction: str = "forward",
-          mode: str = "train", device: str | None = None, seed: int = 0, input_drawn: bool = False) -> CheckReport:
+          mode: str = "train", device: str | None = None, seed: int = 0, input_drawn: bool = False,
+          jacobian_projections: int = 0) -> CheckReport:
     """Return a ``CheckReport`` on whether ``model``'s current initialization lets signal and
     gradient through, with every misconfiguration found named with its numbers.
 
@@ -213,6 +218,9 @@ def check(model: nn.Module, example_input: ModelInput | Callable[[], ModelInput]
     "as-is". ``seed`` draws the output direction of the backward pass and seeds the global RNG for
     the pass (train-mode dropout masks), which is restored after. ``input_drawn``: the input
     is a batch the caller drew (``initlab check --input-shape``), so no finding is made about it.
+    ``jacobian_projections``: k > 0 also estimates the input–output Jacobian's spread from k random
+    projections (each a backward and a forward-mode pass more, so off by default; 4–8 give it to
+    10–20 %), in ``report.result.jacobian`` and the report's text.
     """
     if direction not in DIRECTIONS:
         raise CheckError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
@@ -229,7 +237,7 @@ def check(model: nn.Module, example_input: ModelInput | Callable[[], ModelInput]
         cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(stream_seed(seed, DROPOUT_STREAM))
-            result = probe(model, example_input, seeds=[seed], device=device,
+            result = probe(model, example_input, seeds=[seed], device=device, jacobian_projections=jacobian_projections,
                            config={"check_direction": direction, "normalization_mode": mode})
     finally:
         for module, training in flags.items():
@@ -504,10 +512,27 @@ def _attention_findings(context: _Context) -> list[Finding]:
         "(std 0.02) or Var[w] = 1/fan_in", tuple(saturated["name"]), float(worst["logit_std"]))]
 
 
+def _collapse_findings(context: _Context) -> list[Finding]:
+    """Examples' representations collapsed (``verdicts._collapse``): a mean cosine past 0.999 and 1 − c
+    more than two decades below what critical ReLU layers would leave, step by step."""
+    gains = context.gains
+    if gains.get("verdict_correlation") != "collapsed":
+        return []
+    correlation, layer = gains["example_correlation"], gains["first_collapsed_layer"]
+    return [Finding(
+        "examples-collapse", "error",
+        f"examples' correlation {correlation:.4f} after {layer!r}: inputs become indistinguishable (mean cosine "
+        f"between examples; 1 − c is {10 ** gains['collapse_decades']:.3g}× smaller than He-initialized ReLU layers "
+        "would leave it, step by step)",
+        "He init with zero biases (initlab.apply_init(model, 'kaiming')) so that the weights, not the biases, "
+        "carry the signal; normalization before the rectifiers; residual connections; or orthogonal init",
+        (layer,), float(correlation))]
+
+
 # The finding rules, in the order a report lists what they find; each reads the context alone.
 FINDING_RULES: tuple[Callable[[_Context], list[Finding]], ...] = (
     _misinit_findings, _fan_mode_findings, _dead_unit_findings, _input_findings, _stream_findings,
-    _normalization_findings, _attention_findings,
+    _normalization_findings, _attention_findings, _collapse_findings,
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import correlation, theory
+from . import conditioning, correlation, theory
 from .files import json_records, json_value
 
 # Link kinds (the ops between two covered layers, ``link_in`` joins them with "+"). Closed-form
@@ -217,6 +217,7 @@ def build_frame(records: list) -> pd.DataFrame:
             "input_count_per_unit": stats["input_count_per_unit"],
             "input_is_model_input": stats["input_is_model_input"] > 0,
             "output_variance": stats["output_variance"],
+            "output_elements": stats["output_elements"],  # per example
             "var_y": stats["output_second_moment"],
             "var_y_pred": predicted["var_y_pred"],
             "var_y_pred_sampled": predicted["var_y_pred_sampled"],
@@ -232,6 +233,10 @@ def build_frame(records: list) -> pd.DataFrame:
             "grad_var_pred": predicted["grad_var_pred"],
             "grad_var_pred_sampled": predicted["grad_var_pred_sampled"],
             "backward_factor": link_back * fan_out * var_w,
+            # χ₁ = n·E[w²]·E[f'(h)²] over the closed link in (E[f'²] at the measured pre-activation for a
+            # smooth activation, ½(1+a²) for a rectifier): the mean growth of a small perturbation
+            "chi1": np.where([i == 0 or record.forward_links[i] is not None for i in range(count)],
+                             prefix_backward * fan_in * sampled_w, np.nan),
             "weight_grad_variance": stats["weight_grad_variance"],
             "output_unit_log_variance": stats["output_unit_log_variance"],
             "input_unit_log_variance": stats["input_unit_log_variance"],
@@ -333,6 +338,54 @@ def build_dead_frame(records: list) -> pd.DataFrame:
         columns=["seed", "name", "units", "dead_fraction"])
 
 
+JACOBIAN_COLUMNS = ["seed", "projections", "outputs", "mean_squared_singular_value",
+                    "mean_squared_singular_value_pred", "spread", "spread_standard_error", "spread_pred", "reason"]
+
+
+def build_jacobian_frame(frame: pd.DataFrame, measured: dict[int, np.ndarray | str], init: str,
+                         batch_size: int) -> pd.DataFrame:
+    """Return one row per seed: the input–output Jacobian's mean squared singular value and spread
+    from its random projections (``conditioning.jacobian_spectrum``), beside the closed form of a
+    fully connected chain (``_jacobian_prediction``); ``reason`` says why a seed has no estimate."""
+    rows = []
+    for seed, rows_or_reason in measured.items():
+        seed_frame = frame[frame["seed"] == seed].sort_values("index")
+        if isinstance(rows_or_reason, str):
+            rows.append({"seed": seed, "projections": 0, "reason": rows_or_reason})
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spectrum = conditioning.jacobian_spectrum(rows_or_reason[:, 0], rows_or_reason[:, 1],
+                                                      int(rows_or_reason[0, 2]))
+        mean_pred, spread_pred = _jacobian_prediction(seed_frame, init, spectrum.outputs, batch_size)
+        rows.append({"seed": seed, "projections": spectrum.projections, "outputs": spectrum.outputs,
+                     "mean_squared_singular_value": spectrum.mean_squared_singular_value,
+                     "mean_squared_singular_value_pred": mean_pred, "spread": spectrum.spread,
+                     "spread_standard_error": spectrum.spread_standard_error, "spread_pred": spread_pred,
+                     "reason": ""})
+    return pd.DataFrame(rows, columns=JACOBIAN_COLUMNS)
+
+
+def _jacobian_prediction(seed_frame: pd.DataFrame, init: str, outputs: int, batch_size: int) -> tuple[float, float]:
+    """Return the closed-form (m₁, s²) of ``conditioning`` where the net is one fully connected chain:
+    nn.Linear layers joined by rectifiers or views only, from the model's input to its output (the
+    last layer's output is all the model returns); (NaN, NaN) elsewhere. An ``orthogonal`` init
+    takes the orthogonal recursion; the model's own weights are taken as i.i.d."""
+    nan = (float("nan"), float("nan"))
+    kinds = [set(str(k).split("+")) for k in seed_frame["link_in"].iloc[1:]]
+    elements = seed_frame["output_elements"].to_numpy(dtype=float)
+    if (not len(seed_frame) or not (seed_frame["module_type"] == "Linear").all()
+            or not bool(seed_frame["input_is_model_input"].iloc[0])
+            or any(not k <= {"rectifier", "view"} for k in kinds) or seed_frame["link_resets"].iloc[1:].any()
+            or not math.isclose(outputs, batch_size * elements[-1])):
+        return nan
+    widths = [int(seed_frame["fan_in"].iloc[0])] + [int(n) for n in seed_frame["fan_out"]]
+    slopes = [slope_from_factor(f) if "rectifier" in k else None
+              for f, k in zip(seed_frame["link_prefix_factor"].iloc[1:], kinds)] + [None]
+    gains = (seed_frame["fan_in"] * seed_frame["var_w_sampled"]).to_numpy(dtype=float)
+    spread = conditioning.jacobian_spread(widths, slopes, orthogonal=init.startswith("orthogonal"))
+    return conditioning.jacobian_mean_squared_singular_value(gains, slopes), spread
+
+
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     """numerator/denominator, NaN where both underflowed to 0 (a signal gone before the sum)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -350,4 +403,5 @@ def to_json_dict(result: Any) -> dict[str, Any]:
     return {"config": result.config, "layers": json_records(result.summary()), "summary": summary,
             "residual_sums": json_records(result.sums),
             "normalizations": json_records(result.norms) if getattr(result, "norms", None) is not None else [],
-            "coverage": result.coverage.to_dict() if getattr(result, "coverage", None) is not None else None}
+            "coverage": result.coverage.to_dict() if getattr(result, "coverage", None) is not None else None,
+            "jacobian": json_records(result.jacobian) if getattr(result, "jacobian", None) is not None else []}

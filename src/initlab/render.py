@@ -34,9 +34,36 @@ def check_verdict_lines(report: "CheckReport") -> list[str]:
     lines.append(f"judged: {judged.get('chain', 0)} layer(s) by their chain gain, {judged.get('stream', 0)} in "
                  f"residual branches by their stream, {judged.get('normalization', 0)} ending in a normalization "
                  "(which removes their scale)")
+    if np.isfinite(gains.get("example_correlation", np.nan)):
+        lines.append(f"examples: mean cosine {gains['example_correlation']:.4f} at {gains['example_correlation_layer']!r}, "
+                     f"{gains['verdict_correlation']} (1 − c is 10^{-gains['collapse_decades']:.2f} of what "
+                     "He-initialized ReLU layers would leave)")
+    if np.isfinite(gains.get("chi1_geometric_mean", np.nan)):
+        lines.append(f"chi1: {gains['chi1_geometric_mean']:.3g} per layer, geometric mean (perturbations grow by χ₁: "
+                     "1 critical, < 1 ordered, > 1 chaotic)")
+    jacobian_line = _jacobian_line(report.result.jacobian)
+    if jacobian_line:
+        lines.append(jacobian_line)
     if report.result.coverage is not None:
         lines.append(f"coverage: {report.result.coverage.text()}")
     return lines
+
+
+def _jacobian_line(jacobian) -> str:
+    """The Jacobian's spectrum of the first seed in one line, or why there is none; '' if not asked."""
+    if jacobian is None or jacobian.empty:
+        return ""
+    row = jacobian.iloc[0]
+    if row["reason"]:
+        return f"jacobian: not measured ({row['reason']})"
+    if not np.isfinite(row["spread"]):
+        return (f"jacobian: mean squared singular value {row['mean_squared_singular_value']:.3g}: no signal reaches "
+                "the output, no spread to measure")
+    theory = (f"; a zero-bias Gaussian ReLU chain of these widths: {row['spread_pred']:.3g}" if np.isfinite(row["spread_pred"])
+              else "")
+    return (f"jacobian: mean squared singular value {row['mean_squared_singular_value']:.3g}, spread "
+            f"s² = {row['spread']:.3g} ± {row['spread_standard_error']:.2g}{theory} "
+            f"({int(row['projections'])} projections; 0: an isometry)")
 
 
 def check_text(report: "CheckReport") -> str:

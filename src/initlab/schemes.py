@@ -323,7 +323,7 @@ def _parse_option(spec: str, key: str, value: str) -> Any:
 
 # -- applying a scheme to a model ----------------------------------------------------------
 
-INIT_STREAM, DIRECTION_STREAM, INPUT_STREAM, DROPOUT_STREAM = 0, 1, 2, 3
+INIT_STREAM, DIRECTION_STREAM, INPUT_STREAM, DROPOUT_STREAM, PROJECTION_STREAM = 0, 1, 2, 3, 4
 
 
 def stream_seed(seed: int, stream: int) -> int:

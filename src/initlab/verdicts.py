@@ -20,10 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import theory
+from . import correlation, theory
 from .compare import CLOSED_KINDS, GEOMETRIC_COLUMNS, _log10, _ratio
 
 HEALTHY_DECADES = 1.0
+# Collapse: examples' mean cosine past COLLAPSE_CORRELATION (1 − c ≤ 10⁻³) and 1 − c more than
+# COLLAPSE_DECADES below what critical ReLU layers would leave, step by step (``_collapse``).
+COLLAPSE_CORRELATION, COLLAPSE_DECADES = 0.999, 2.0
 # The stream growth each direction's verdict judges (``stream_summary``): forward from the first sum on.
 JUDGED_GROWTH = {"forward": "forward_growth_after_first", "backward": "backward_growth"}
 SINGLE_STEP_DECADES = 3.0  # a chain of one layer step: a fixed scale, not a product over depth (``_judge``)
@@ -226,7 +229,7 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
                    "backward_factor", "weight_grad_variance", "log10_forward_gain", "log10_backward_gain",
                    "log10_forward_gain_layers", "log10_backward_gain_layers", "log10_forward_fan_ratio",
                    "log10_backward_fan_ratio", "log10_ratio_forward", "log10_ratio_backward", "example_correlation",
-                   "example_correlation_pred", "effective_rank", "effective_rank_pred"):
+                   "example_correlation_pred", "effective_rank", "effective_rank_pred", "chi1"):
         summary[column] = (10.0 ** logs[column].mean().values if column in GEOMETRIC_COLUMNS
                            else mean[column].values)
     summary["in_residual_branch"] = grouped["in_residual_branch"].first().values
@@ -255,9 +258,47 @@ def layer_summary(frame: pd.DataFrame) -> pd.DataFrame:
         summary[f"healthy_{direction}_high"] = [high for _, high, _ in intervals]
     summary["verdict"] = [f if f != "healthy" else b for f, b in
                           zip(summary["verdict_forward"], summary["verdict_backward"])]
+    reference, excess, verdict = _collapse(summary["example_correlation"].to_numpy(dtype=float),
+                                           summary["link_in"].astype(str).to_numpy(), summary["kind"].to_numpy())
+    summary["example_correlation_reference"] = reference
+    summary["collapse_decades"] = excess
+    summary["verdict_correlation"] = verdict
     non_finite = ~np.isfinite(frame.groupby("index")[["var_y", "grad_var"]].agg(lambda v: v.to_numpy().sum()))
     summary.loc[non_finite.any(axis=1).to_numpy(), "verdict"] = "non-finite"
     return summary
+
+
+def _collapse(measured: np.ndarray, links: np.ndarray, kinds_of_layer: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                                            np.ndarray]:
+    """Return, per layer, the one-step reference correlation, the decades by which 1 − c has fallen
+    below the references so far (``collapse_decades``) and the verdict.
+
+    The reference of a layer fed through a rectifier or smooth activation (and views) is what a
+    critical ReLU layer (He's init, no bias) makes of the previous layer's measured correlation,
+    F(c_{l−1}) (``correlation.rectifier_correlation_map``; ReLU's map contracts fastest of the
+    critical rectifiers, so the reference is the quickest approach to 1 He's condition allows);
+    across a view alone it is c_{l−1} (a zero-mean layer keeps c). A local pool into a conv counts
+    as part of the rectifier's step (He-initialized VGG-11, four max-pools among eight convs, stays
+    1.3 decades from the references). Steps across a pool into a Linear layer (a global pool: its
+    average of rectified features is alike across examples in every CNN at init), a
+    normalization, a sum or an op the probe cannot follow have no reference and add nothing.
+    ``collapsed``: c past ``COLLAPSE_CORRELATION`` and the excess past ``COLLAPSE_DECADES``;
+    ``unmeasured`` without a correlation."""
+    count = len(measured)
+    previous = np.concatenate([[np.nan], measured[:-1]])
+    kinds = [set(str(kind).split("+")) for kind in links]
+    followed = [set(CLOSED_KINDS) | ({"pool"} if layer == "conv" else set()) for layer in kinds_of_layer]
+    contracting = np.array([position > 0 and bool(k & {"rectifier", "smooth"}) and k <= allowed
+                            for position, (k, allowed) in enumerate(zip(kinds, followed))])
+    keeping = np.array([position > 0 and k <= {"view", "direct", "dropout"} for position, k in enumerate(kinds)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reference = np.where(contracting, correlation.rectifier_correlation_map(previous),
+                             np.where(keeping, previous, np.nan))
+        steps = np.log10(np.clip(1.0 - reference, 1e-12, None) / np.clip(1.0 - measured, 1e-12, None))
+    excess = np.cumsum(np.where(np.isfinite(steps), steps, 0.0)) if count else np.zeros(0)
+    collapsed = (measured >= COLLAPSE_CORRELATION) & (excess > COLLAPSE_DECADES)
+    verdict = np.where(np.isfinite(measured), np.where(collapsed, "collapsed", "healthy"), "unmeasured")
+    return reference, excess, verdict.astype(object)
 
 
 def _worst_layer(per_layer: pd.DataFrame, direction: str, seeds: int) -> tuple[str, float, int]:
@@ -373,6 +414,24 @@ def network_summary(frame: pd.DataFrame, sums: pd.DataFrame | None = None) -> di
             summary[f"verdict_{direction}"] = worst[f"verdict_{direction}"]
     summary["verdict"] = summary["verdict_forward"] if summary["verdict_forward"] != "healthy" \
         else summary["verdict_backward"]
+    by_layer = frame.groupby("index", sort=True)
+    measured = by_layer["example_correlation"].mean().to_numpy(dtype=float)
+    _, excess, verdicts = _collapse(measured, by_layer["link_in"].first().astype(str).to_numpy(),
+                                    by_layer["kind"].first().to_numpy())
+    collapsed = np.flatnonzero(verdicts == "collapsed")
+    # the first collapsed layer, else the last layer: its correlation beside the critical chain's
+    at = int(collapsed[0]) if len(collapsed) else len(measured) - 1
+    summary["verdict_correlation"] = "collapsed" if len(collapsed) else str(verdicts[at])
+    summary["first_collapsed_layer"] = names.iloc[at] if len(collapsed) else None
+    summary["example_correlation_layer"] = names.iloc[at]
+    summary["example_correlation"] = float(measured[at])
+    summary["collapse_decades"] = float(excess[at])
+    # over the network: the geometric mean per layer of the layers judged by their own chain (in a
+    # residual branch the stream carries a perturbation past the branch; a normalization rescales it),
+    # after the first, whose step on the raw input has no activation in front (1: critical)
+    chi1 = frame.loc[(frame["index"] > 0) & (frame["judged_by"] == "chain"), "chi1"].to_numpy(dtype=float)
+    chi1 = chi1[np.isfinite(chi1) & (chi1 > 0)]
+    summary["chi1_geometric_mean"] = float(np.exp(np.mean(np.log(chi1)))) if len(chi1) else float("nan")
     # where NaN/Inf first appears: the earliest layer going forward, the latest going backward
     bad_forward = frame.loc[~np.isfinite(frame["var_y"]), "index"]
     bad_backward = frame.loc[~np.isfinite(frame["grad_var"]), "index"]

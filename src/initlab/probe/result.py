@@ -22,6 +22,7 @@ class ProbeResult:
     norms: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × train-mode normalization
     coverage: Coverage | None = None  # which weight parameters the probe covered
     attention: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed × attention call
+    jacobian: pd.DataFrame = field(default_factory=pd.DataFrame)  # one row per seed: Jacobian spectrum (if asked)
 
     def to_frame(self) -> pd.DataFrame:
         """Return the tidy per-seed × per-layer frame of measurements and predictions."""

@@ -8,18 +8,21 @@ every seed's statistics to the host in one transfer, and hands the records to ``
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..compare import build_attention_frame, build_dead_frame, build_frame, build_norm_frame, build_sum_frame
+from ..compare import (build_attention_frame, build_dead_frame, build_frame, build_jacobian_frame, build_norm_frame,
+                       build_sum_frame)
 from ..models import build_seeded, place
 from ..schemes import Scheme, adjacent_factors, network_factor, parse_scheme
 from .devices import model_device as _model_device, resolve_device
 from .errors import ProbeError
 from .passes import DIRECTION, ModelInput, _input_tensors, _map_tensors, _run_pass
+from .projections import ProjectionError, jacobian_projections
 from .records import _PassLayout, _unpack
 from .result import ProbeResult
 from .stacking import StackingError, repeat_input, stack_models
@@ -38,21 +41,38 @@ def _nominal(record: _PassLayout, modules: list[nn.Module], model: nn.Module, sc
         for m, g in zip(modules, record.geometries)])
 
 
-def _probe_one(model: nn.Module, example_input: ModelInput, seed: int,
-               scheme: Scheme | None) -> tuple[torch.Tensor, _PassLayout]:
-    """Probe one model once; return its statistics (still on the device) and their layout."""
+@contextmanager
+def _buffers_restored(model: nn.Module) -> Iterator[None]:
+    """Restore the model's buffers on exit (a train-mode normalization updates its running statistics)."""
     buffers = {name: buffer.detach().clone() for name, buffer in model.named_buffers()}
     try:
-        device = _model_device(model)
-        flat, layout, modules_by_call = _run_pass(model, _map_tensors(example_input, lambda t: t.to(device)), seed)
+        yield
     finally:
         with torch.no_grad():
             for name, buffer in model.named_buffers():
                 if name in buffers:
                     buffer.copy_(buffers[name])
+
+
+def _probe_one(model: nn.Module, example_input: ModelInput, seed: int,
+               scheme: Scheme | None) -> tuple[torch.Tensor, _PassLayout]:
+    """Probe one model once; return its statistics (still on the device) and their layout."""
+    with _buffers_restored(model):
+        device = _model_device(model)
+        flat, layout, modules_by_call = _run_pass(model, _map_tensors(example_input, lambda t: t.to(device)), seed)
     if scheme is not None:
         _nominal(layout, modules_by_call, model, scheme)
     return flat, layout
+
+
+def _projected(model: nn.Module, example_input: ModelInput, seed: int, projections: int) -> torch.Tensor | str:
+    """Return the Jacobian's random projections of one seed's model (on its device), or why there are none."""
+    with _buffers_restored(model):
+        device = _model_device(model)
+        try:
+            return jacobian_projections(model, _map_tensors(example_input, lambda t: t.to(device)), projections, seed)
+        except ProjectionError as error:
+            return str(error)
 
 
 def _probe_stacked(instances: list[nn.Module], example_input: ModelInput, seeds: list[int],
@@ -94,7 +114,8 @@ def _resolve_input(example_input: Any) -> ModelInput:
 def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput | Callable[[], ModelInput], *,
           init: str | Scheme | None = None, seeds: int | Sequence[int] = 1,
           device: str | torch.device | None = None, config: dict | None = None,
-          progress: Callable[[int, int], None] | None = None, batched: bool | None = None) -> "ProbeResult":
+          progress: Callable[[int, int], None] | None = None, batched: bool | None = None,
+          jacobian_projections: int = 0) -> "ProbeResult":
     """Return per-layer activation and gradient statistics of ``model`` on ``example_input``.
 
     ``model`` is an ``nn.Module`` or a zero-argument factory. With no other argument the module
@@ -111,11 +132,17 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
     input tensor), with the same numbers as one pass per seed. ``None`` (default): batched on a
     GPU when the model stacks, sequential on a CPU (where stacking does not pay); ``True``:
     batched or a ``ProbeError`` saying why not; ``False``: one pass per seed.
+
+    ``jacobian_projections``: with k > 0, also estimate the spectrum of the input–output Jacobian
+    from k random projections per seed (``probe.projections``: k backward and k forward-mode passes
+    more), in ``ProbeResult.jacobian`` beside the closed form of ``conditioning``.
     """
     scheme = parse_scheme(init) if init is not None else None
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ProbeError(f"seeds must be at least 1, got {seeds!r}")
+    if isinstance(jacobian_projections, bool) or not isinstance(jacobian_projections, int) or jacobian_projections < 0:
+        raise ProbeError(f"jacobian_projections must be a whole number ≥ 0, got {jacobian_projections!r}")
     target = resolve_device(device)
     is_factory = not isinstance(model, nn.Module)
     if is_factory and not callable(model):
@@ -134,6 +161,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
             return place(copy.deepcopy(model), seed, device=target, init=scheme)
 
         instances: list[nn.Module] = []
+        projected: dict[int, torch.Tensor | str] = {}  # each seed's Jacobian projections, where asked for
         if batched or (batched is None and len(seed_list) > 1 and device_used.type == "cuda"):
             instances = [instance_for(seed) for seed in seed_list]
             try:
@@ -141,16 +169,32 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
             except StackingError as error:
                 if batched:
                     raise ProbeError(f"batched seeds: {error}; probe one pass per seed (batched=False)") from None
+            for seed, instance in zip(seed_list, instances) if passes and jacobian_projections else ():
+                projected[seed] = _projected(instance, example_input, seed, jacobian_projections)
             if passes and progress is not None:
                 progress(len(seed_list), len(seed_list))
         if not passes:  # one pass per seed, reusing the instances built for a stacking that did not apply
             for position, seed in enumerate(seed_list):
                 instance = instances[position] if instances else instance_for(seed)
                 passes.append((*_probe_one(instance, example_input, seed, scheme), [seed]))
+                if jacobian_projections:
+                    projected[seed] = _projected(instance, example_input, seed, jacobian_projections)
                 if progress is not None:
                     progress(len(passes), len(seed_list))
-    # every seed's statistics cross to the host in one transfer
-    host = torch.cat([flat.reshape(-1).to(passes[0][0].device) for flat, _, _ in passes]).cpu().double().numpy()
+    # every seed's statistics, and the Jacobian's projections, cross to the host in one transfer
+    measured = [p for p in projected.values() if isinstance(p, torch.Tensor)]
+    device_of_pass = passes[0][0].device
+    dtype = torch.float64 if measured else passes[0][0].dtype  # the projections' sums need float64's range
+    host = torch.cat([flat.reshape(-1).to(device=device_of_pass, dtype=dtype) for flat, _, _ in passes]
+                     + [p.reshape(-1).to(device_of_pass) for p in measured]).cpu().double().numpy()
+    statistics_size = sum(layout.size * len(seeds_of_pass) for _, layout, seeds_of_pass in passes)
+    projections_host, start = {}, statistics_size
+    for seed, value in projected.items():
+        if isinstance(value, str):
+            projections_host[seed] = value
+        else:
+            projections_host[seed] = host[start:start + value.numel()].reshape(value.shape)
+            start += value.numel()
     records, offset = [], 0
     for _, layout, seeds_of_pass in passes:
         end = offset + layout.size * len(seeds_of_pass)
@@ -160,7 +204,11 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
     info = {"init": str(scheme) if scheme is not None else "model's own", "seeds": seed_list,
             "batch_size": int(first.shape[0]) if first.dim() else 1, "input_shape": list(first.shape[1:]), "device": str(device_used), "direction": DIRECTION}
     info.update(config or {})
-    return ProbeResult(build_frame(records), info, build_sum_frame(records), build_dead_frame(records),
-                       build_norm_frame(records), records[0].coverage, build_attention_frame(records))
+    if jacobian_projections:
+        info["jacobian_projections"] = jacobian_projections
+    frame = build_frame(records)
+    jacobian = build_jacobian_frame(frame, projections_host, info["init"], info["batch_size"])
+    return ProbeResult(frame, info, build_sum_frame(records), build_dead_frame(records), build_norm_frame(records),
+                       records[0].coverage, build_attention_frame(records), jacobian)
 
 
