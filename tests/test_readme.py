@@ -213,7 +213,7 @@ def test_every_readme_and_help_example_runs(workspace, capsys, monkeypatch):
 
 def test_every_readme_python_block_runs_as_pasted(workspace):
     scripts = [code for name, code in _python_blocks(README) if name is None]
-    assert len(scripts) == 2
+    assert len(scripts) == 3
     outputs = []
     for code in scripts:
         completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
@@ -222,8 +222,11 @@ def test_every_readme_python_block_runs_as_pasted(workspace):
         assert completed.stdout.strip(), "a README example prints what it shows"
         outputs.append(completed.stdout)
     assert outputs[0].strip() == "False"  # the README's nets.py is unhealthy on purpose
-    api = outputs[-1].splitlines()
+    api = outputs[1].splitlines()
     assert api[0].startswith("UNHEALTHY: ") and "True" in api and any(line.startswith("vanishing ") for line in api)
+    watched = outputs[2].splitlines()
+    assert "True" in watched and watched[-1] == "True [0, 2]"  # step 0 healthy in both; Lightning's steps
+    assert any(line.startswith("step 10: ") and "dead" in line for line in watched)  # the loop's own failure
 
 
 def test_the_readme_names_no_issue_numbers_or_commit_hashes():

@@ -112,3 +112,16 @@ def test_runs_of_one_init_are_coloured_by_activation_and_runs_of_several_by_init
     assert len(set(table2.values())) == 3
     figure3 = run_colours(["xavier-fanin / relu", "kaiming / relu"])
     assert figure3 == {"xavier-fanin / relu": INIT_COLOURS["xavier-fanin"], "kaiming / relu": INIT_COLOURS["kaiming"]}
+
+
+def test_a_watched_training_folder_reports_its_layer_by_step_maps(capsys, tmp_path):
+    assert main(["train", "--depth", "6", "--width", "8", "--act", "prelu", "--epochs", "1", "--quiet",
+                 "--watch-every", "5", "--out", str(tmp_path / "t"), "--format", "json"]) == 0
+    watched = pd.read_csv(tmp_path / "t" / "kaiming" / "watch.csv")
+    assert sorted(watched["step"].unique()) == [0, 5, 10, 15, 20]  # 23 steps of 8×8 digits at batch 64
+    assert (tmp_path / "t" / "kaiming" / "watch.png").stat().st_size > 10_000
+    capsys.readouterr()
+    assert main(["report", "--out", str(tmp_path / "r"), "--from", str(tmp_path / "t")]) == 0
+    _check_page(tmp_path / "r" / "index.html", figures=2)  # the curves and the run's watch maps
+    assert main(["train", "--watch-every", "0", "--epochs", "1"]) == 2
+    assert "--watch-every must be between 1 and" in capsys.readouterr().err

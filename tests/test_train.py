@@ -263,3 +263,27 @@ def test_input_scale_multiplies_the_inputs_the_model_sees(digits):
     assert float(seen[0].std()) == pytest.approx(30 * float(digits.train_x.std()), rel=0.2)
     with pytest.raises(ValueError, match="input_scale must be a positive number"):
         TrainConfig(input_scale=0.0)
+
+
+def test_a_watched_run_records_every_nth_step_over_the_whole_run_and_resumes_the_count(digits, tmp_path):
+    config = TrainConfig(epochs=2, lr=0.01, seed=1)
+    steps_per_epoch = math.ceil(len(digits.train_x) / config.batch_size)
+    watched = train_scheme(_factory, "kaiming", digits, config, watch_every=10)
+    assert sorted(watched.watch["step"].unique()) == list(range(0, 2 * steps_per_epoch, 10))
+    assert (watched.watch.groupby("step")["name"].nunique() == 6).all()  # the 6 weight layers at each
+    assert watched.to_dict()["watch_findings"] == watched.watch_findings == []  # a healthy He run
+    unwatched = train_scheme(_factory, "kaiming", digits, config)
+    assert unwatched.watch.empty and "watch_findings" not in unwatched.to_dict()
+    # watching changes nothing about the training itself
+    pd.testing.assert_frame_equal(watched.history.drop(columns="seconds"), unwatched.history.drop(columns="seconds"))
+
+    def stop_after_the_first_epoch(history, slopes):
+        if len(history) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_scheme(_factory, "kaiming", digits, config, checkpoint=tmp_path / "run.pt",
+                     on_epoch=stop_after_the_first_epoch, watch_every=10)
+    resumed = train_scheme(_factory, "kaiming", digits, config, checkpoint=tmp_path / "run.pt", resume=True,
+                           watch_every=10)
+    assert sorted(resumed.watch["step"].unique()) == list(range(steps_per_epoch, 2 * steps_per_epoch, 10))

@@ -21,6 +21,7 @@ _PUBLIC = {
     "init_from_trace": "traced_init",
     "mlp": "models", "paper_net": "models", "plain_net": "models",
     "no_decay_param_groups": "activations",
+    "watch": "watch", "Watch": "watch",
 }
 _MODULES = ("theory", "correlation", "conditioning")  # pure-function modules, imported on first use
 __all__ = sorted([*_PUBLIC, *_MODULES])

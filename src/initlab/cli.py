@@ -423,10 +423,6 @@ def _history_writer(directory: Path, writes: "BackgroundWriter"):
     return on_epoch
 
 
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
 def _training_text(results: dict, model: str, where: str) -> str:
     """The training table output: per run its history, learned slopes and verdict; then the rules."""
     from .train import VERDICT_RULES, slope_table
@@ -471,6 +467,10 @@ def train_command(
     output_format: str = typer.Option("table", "--format", help="table or json."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write history, slopes, checkpoints and curves.png here."),
     resume: bool = typer.Option(False, "--resume", help="Continue each run from its checkpoint under --out."),
+    watch_every: Optional[int] = typer.Option(None, "--watch-every", help="Record the probe's per-layer statistics "
+                                              "of every N-th step from the step's own passes (watch.csv and "
+                                              "watch.png per run under --out), and name the first step each goes "
+                                              "wrong."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress on stderr."),
 ) -> None:
     """Train briefly and say whether each init converges, stalls or diverges.
@@ -481,6 +481,7 @@ def train_command(
       initlab train --depth 14 --act prelu --epochs 10 --format json
       initlab train --depth 22 --compare xavier-fanin,kaiming --input-scale 30 --schedule constant
       initlab train --dataset npz:data.npz --model mlp --depth 8 --width 128
+      initlab train --depth 14 --act prelu --epochs 3 --watch-every 20 --out reports/watch
       torchrun --nproc_per_node=2 -m initlab train --depth 22 --out reports/ddp
     """
     from .activations import parse_activation
@@ -488,7 +489,7 @@ def train_command(
     from .files import BackgroundWriter, check_writable_directory
     from .models import ModelRecipe
     from .probe import resolve_device
-    from .folders import write_train_folder
+    from .folders import run_folder_name, write_train_folder
     from .train import TrainConfig, start_distributed, train_scheme
 
     if output_format not in ("table", "json"):
@@ -499,6 +500,7 @@ def train_command(
     _check_range("--width", width, 1, 65536)
     _check_range("--epochs", epochs, 1, 100_000)
     _check_range("--batch-size", batch_size, 1, 1_000_000)
+    _check_range("--watch-every", watch_every, 1, 10_000_000)
     parse_activation(act)
     config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, momentum=momentum, weight_decay=weight_decay,
                          schedule=schedule, seed=seed, steps=steps, input_scale=input_scale)
@@ -514,7 +516,7 @@ def train_command(
     results = {}
     with BackgroundWriter("initlab-history") as history_writes:  # on disk when the block is left, Ctrl-C too
         for init_spec in inits:
-            directory = out / _slug(init_spec) if out is not None else None
+            directory = out / run_folder_name(init_spec) if out is not None else None
             if directory is not None and rank == 0:
                 directory.mkdir(parents=True, exist_ok=True)
             results[init_spec] = train_scheme(
@@ -522,7 +524,8 @@ def train_command(
                 checkpoint=directory / "checkpoint.pt" if directory is not None else None,
                 resume=resume and directory is not None and (directory / "checkpoint.pt").exists(),
                 on_step=_progress_printer(f"training {init_spec} · steps", progress_style),
-                on_epoch=_history_writer(directory, history_writes) if directory is not None and rank == 0 else None)
+                on_epoch=_history_writer(directory, history_writes) if directory is not None and rank == 0 else None,
+                watch_every=watch_every)
             results[init_spec].config.update({"model": model, "depth": depth, "width": width, "stages": stages,
                                               "act": act, "dataset": dataset, "device": str(target),
                                               "world_size": world})
@@ -536,7 +539,9 @@ def train_command(
                                   f"{dataset} · seed {seed} · {world} process(es) on {target}"))
     if out is not None:
         write_train_folder(results, out, f"{model}, {depth} layers, {act}, {dataset}")
-        typer.echo(f"wrote {out}/train.json, {out}/curves.png and per-run history, slopes, checkpoints", err=True)
+        watched = ", watch.csv and watch.png" if watch_every else ""
+        typer.echo(f"wrote {out}/train.json, {out}/curves.png and per-run history, slopes{watched}, checkpoints",
+                   err=True)
 
 
 @app.command("reproduce")

@@ -10,7 +10,7 @@ per init × act × layer), ``probe.json`` and ``variance_vs_depth.png``. A train
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -61,12 +61,25 @@ def write_history(directory: Path, history: pd.DataFrame, slopes: pd.DataFrame) 
         atomic_write_text(directory / "slopes.csv", slopes.to_csv(index=False))
 
 
+def run_folder_name(label: str) -> str:
+    """The folder of one training run under ``--out``: its init label with other characters as '_'."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
 def write_train_folder(results: dict, out: Path, title: str) -> list[Path]:
     """Write ``train.json`` and ``curves.png`` of ``results`` (label -> TrainResult) into ``out``."""
     from .report import plot_training_curves
+    from .report import plot_watch
     documents = [result.to_dict() for result in results.values()]
-    return [atomic_write_text(out / "train.json", json.dumps(documents, indent=2)),
-            plot_training_curves(results, out / "curves.png", title=title)]
+    written = [atomic_write_text(out / "train.json", json.dumps(documents, indent=2)),
+               plot_training_curves(results, out / "curves.png", title=title)]
+    for label, result in results.items():  # each run's watched steps, in its own folder
+        if len(getattr(result, "watch", ())):
+            directory = out / run_folder_name(label)
+            directory.mkdir(parents=True, exist_ok=True)
+            written += [atomic_write_text(directory / "watch.csv", result.watch.to_csv(index=False)),
+                        plot_watch(result.watch, directory / "watch.png", title=f"{title} · {label}")]
+    return written
 
 
 def load_probe_folder(folder: Path) -> dict[str, pd.DataFrame]:
@@ -86,6 +99,7 @@ class StoredRun:
     reason: str
     final_train_loss: float
     final_val_error: float
+    watch: pd.DataFrame = field(default_factory=pd.DataFrame)  # the run's watch.csv, where it was watched
 
 
 def stored_run(document: dict) -> StoredRun:
@@ -99,4 +113,9 @@ def stored_run(document: dict) -> StoredRun:
 def load_train_folder(folder: Path) -> dict[str, StoredRun]:
     """Return the runs of an ``initlab train --out`` folder (its train.json), by init label."""
     documents = json.loads((Path(folder) / "train.json").read_text())
-    return {d["config"].get("init", f"run {i}"): stored_run(d) for i, d in enumerate(documents)}
+    runs = {d["config"].get("init", f"run {i}"): stored_run(d) for i, d in enumerate(documents)}
+    for label, run in runs.items():
+        watched = Path(folder) / run_folder_name(label) / "watch.csv"
+        if watched.is_file():
+            run.watch = pd.read_csv(watched)
+    return runs

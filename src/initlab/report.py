@@ -136,6 +136,45 @@ def plot_training_curves(results: dict, path: str | Path, title: str = "") -> Pa
     return _save(figure, path)
 
 
+def plot_watch(frame: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Write a PNG of a watch over training (``initlab.watch``, ``initlab train --watch-every``):
+    layer × step maps of log10 E[y²] (each layer's output) and log10 E[Δy²] (the loss gradient at it),
+    and the rectifier slopes after each layer over steps where any is not a fixed ReLU's 0."""
+    frame = frame.sort_values(["step", "index"])
+    steps = np.sort(frame["step"].unique())
+    layers = frame.drop_duplicates("index").sort_values("index")
+    slopes = frame.pivot_table(index="index", columns="step", values="slope", aggfunc="mean")
+    learned = slopes.notna().any(axis=1) & (slopes.max(axis=1) != slopes.min(axis=1))
+    panels = 3 if learned.any() else 2
+    figure, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), constrained_layout=True)
+    for axis, column, label in zip(axes, ("var_y", "grad_output_second_moment"),
+                                   ("log10 E[y²]", "log10 E[Δy²] (loss gradient)")):
+        grid = frame.pivot_table(index="index", columns="step", values=column, aggfunc="mean")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.log10(grid.to_numpy(dtype=float))
+        image = axis.imshow(np.where(np.isfinite(values), values, np.nan), aspect="auto", origin="lower",
+                            cmap="viridis", extent=(steps[0] - 0.5, steps[-1] + 0.5, -0.5, len(grid) - 0.5),
+                            interpolation="nearest")
+        figure.colorbar(image, ax=axis, label=label)
+        axis.set_xlabel("step")
+        axis.set_ylabel("layer (call order)")
+        axis.set_yticks(range(len(layers)))
+        axis.set_yticklabels(layers["name"], fontsize=6)
+    if panels == 3:
+        axis = axes[2]
+        for index in slopes.index[learned]:
+            name = layers.set_index("index").loc[index, "name"]
+            axis.plot(slopes.columns, slopes.loc[index], marker=".", label=str(name))
+        axis.axhline(1.0, color="grey", linestyle=":", linewidth=1)
+        axis.set_xlabel("step")
+        axis.set_ylabel("rectifier slope after the layer")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=6, ncol=2)
+    if title:
+        figure.suptitle(title, fontsize=11)
+    return _save(figure, path)
+
+
 def plot_layer_factors(frames: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
     """Write a PNG of each layer's factor in the paper's chain against the ideal 1.
 
@@ -314,9 +353,14 @@ def training_section(results: dict, folder: Path, title: str, text: str = "", fi
     verdicts = pd.DataFrame([{"run": label, "verdict": r.verdict, "final train loss": r.final_train_loss,
                               "final validation error": r.final_val_error, "why": r.reason}
                              for label, r in results.items()])
-    return Section(title, text, figures=[(curves, f"{title}: error against epoch (solid validation, dashed "
-                                                  "training)")],
-                   tables=[("Verdicts", verdicts)], data_files=[history_file])
+    from .folders import run_folder_name
+    figures = [(curves, f"{title}: error against epoch (solid validation, dashed training)")]
+    for label, result in results.items():  # a watched run: its layer × step maps
+        if len(getattr(result, "watch", ())):
+            figures.append((plot_watch(result.watch, folder / f"watch-{run_folder_name(label)}.png", title=label),
+                            f"{label}: per-layer E[y²] and loss-gradient E[Δy²] over the watched steps "
+                            "(initlab train --watch-every), and learned slopes"))
+    return Section(title, text, figures=figures, tables=[("Verdicts", verdicts)], data_files=[history_file])
 
 
 def paper_tables_section(table2: pd.DataFrame, table1: pd.DataFrame, folder: Path, scale: str) -> Section:

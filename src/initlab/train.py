@@ -32,6 +32,7 @@ from .data import Dataset, scaled_inputs
 from .files import BackgroundWriter, atomic_write, json_records, json_value
 from .models import build_seeded
 from .schemes import stream_seed
+from .watch import watch, watch_findings
 
 SHUFFLE_STREAM = 1000  # + epoch
 
@@ -132,6 +133,8 @@ class TrainResult:
     verdict: str
     reason: str
     config: dict = field(default_factory=dict)
+    watch: pd.DataFrame = field(default_factory=pd.DataFrame)  # per watched step × layer (``watch_every``)
+    watch_findings: list = field(default_factory=list)  # the first step each thing went wrong
 
     @property
     def final_train_loss(self) -> float:
@@ -149,6 +152,7 @@ class TrainResult:
             "history": json_records(self.history),
             "slopes": json_records(self.slopes),
             "config": self.config,
+            **({"watch_findings": self.watch_findings} if len(self.watch) else {}),
         }
 
 
@@ -256,9 +260,13 @@ def load_checkpoint(path: str | Path) -> dict:
 def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: torch.device | None = None,
           checkpoint: str | Path | None = None, resume: bool = False,
           on_step: Callable[[int, int], None] | None = None,
-          on_epoch: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None,
+          watch_every: int | None = None) -> TrainResult:
     """Train ``model`` (already initialized) on ``dataset``; return its history and verdict.
 
+    ``watch_every``: N records the probe's per-layer statistics of every N-th optimizer step from
+    the step's own forward and backward (``initlab.watch``) into ``result.watch``, one row per
+    watched step × layer, with ``step`` counted over the whole run (a resumed one too).
     ``checkpoint``: a path written atomically after every epoch (rank 0), from a copy of the state
     in a background thread while the next epoch trains; with ``resume`` the run continues from it.
     ``on_step(step, total)`` is called after each optimizer step (no host sync), ``on_epoch(history,
@@ -303,6 +311,8 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
         slopes = _finish_slopes(*_slope_rows(model, 0))
     network = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     network.train()
+    watched = watch(model, every=watch_every) if watch_every else None
+    first_step = (start_epoch - 1) * steps_per_epoch
 
     # each epoch's checkpoint is written in the background while the next epoch trains
     writer = BackgroundWriter("initlab-checkpoint") if checkpoint is not None and rank == 0 else None
@@ -360,22 +370,33 @@ def train(model: nn.Module, dataset: Dataset, config: TrainConfig, *, device: to
             if not math.isfinite(history[-1]["train_loss"]):
                 break  # diverged: further epochs only compute NaNs
     finally:
+        if watched is not None:
+            watched.remove()
         if writer is not None:
             writer.close()  # the last checkpoint is on disk, also when an exception (Ctrl-C) propagates
     frame = pd.DataFrame(history)
     outcome, reason = verdict(frame, dataset.num_classes)
-    return TrainResult(frame, pd.DataFrame(slopes), outcome, reason, asdict(config))
+    result = TrainResult(frame, pd.DataFrame(slopes), outcome, reason, asdict(config))
+    if watched is not None:
+        steps = watched.frame()
+        if len(steps):
+            steps["step"] += first_step
+            dead = watched.dead_units()
+            dead["step"] += first_step
+            result.watch, result.watch_findings = steps, watch_findings(steps, dead)
+    return result
 
 
 def train_scheme(factory: Callable[[], nn.Module], init: str | None, dataset: Dataset, config: TrainConfig, *,
                  device: torch.device | None = None, checkpoint: str | Path | None = None, resume: bool = False,
                  on_step: Callable[[int, int], None] | None = None,
-                 on_epoch: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None) -> TrainResult:
+                 on_epoch: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None,
+                 watch_every: int | None = None) -> TrainResult:
     """Build a model for ``config.seed`` (``torch.manual_seed`` then the factory), initialize it
     with ``init`` (None: its own init) from the same seed, and train it."""
     model = build_seeded(factory, config.seed, device=device, init=init)
     result = train(model, dataset, config, device=device, checkpoint=checkpoint, resume=resume, on_step=on_step,
-                   on_epoch=on_epoch)
+                   on_epoch=on_epoch, watch_every=watch_every)
     result.config["init"] = init or "model's own"
     return result
 

@@ -349,7 +349,8 @@ class _OpFollowing:
         if followers:
             if kind in _RECTIFIER_OPS:
                 if kind == "prelu":  # the slopes go to the host with the statistics; the factor is taken there
-                    slopes = _argument(args, kwargs, 1, "weight", None).detach().float()
+                    # a copy: the optimizer may change the parameter before the reductions are gathered (a watch)
+                    slopes = _argument(args, kwargs, 1, "weight", None).detach().float().clone()
                     forward = _Derived(_prelu_factor, (self.raw.add(slopes.reshape(self.stacked, -1) if self.stacked > 1
                                                                      else slopes),))
                 else:
