@@ -28,12 +28,11 @@ import torch
 from torch import nn
 
 from .compare import build_attention_frame, build_dead_frame, build_frame, build_norm_frame, build_sum_frame
-from .coverage import coverage
+from .check import DEAD_WARNING
 from .probe.capture import _Recorder, _Tracker
-from .probe.passes import _in_degrees, _input_tensors, _output_tensors
-from .probe.records import _layout, _recipes_of_pass, _unpack
+from .probe.passes import _in_degrees, _input_tensors, _output_tensors, finished_layout
+from .probe.records import _recipes_of_pass, _unpack
 
-DEAD_WARNING = 0.60  # as the check's: more than this fraction of a ReLU's units dead on the batch
 _WATCHED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()  # models with a watch attached
 
 
@@ -215,14 +214,7 @@ class Watch:
                 with torch.no_grad():
                     watched.recipes = _recipes_of_pass(recorder.calls, recorder.sums, recorder.dead, recorder.norms,
                                                        {}, recorder.raw, 1, recorder.attention)
-            layout = _layout(recorder.calls, recorder.sums, recorder.dead, watched.in_degree)
-            layout.recipes = watched.recipes
-            layout.attention_names = [a.name for a in recorder.attention]
-            layout.attention_keys = [a.keys for a in recorder.attention]
-            layout.size = recorder.raw.size
-            layout.norm_names = [n.name for n in recorder.norms]
-            layout.norm_eps = [n.eps for n in recorder.norms]
-            layout.coverage = coverage(recorder.parameter_names, recorder.covered_weights, recorder.embedded)
+            layout = finished_layout(recorder, watched.in_degree, watched.recipes)
             self._done.append((watched.step, recorder.raw.flat(), layout))
             recorder.remove()
         self._pending = still

@@ -131,18 +131,25 @@ def _run_pass(model: nn.Module, example_input: ModelInput, seed: int, stacked_se
         grads = torch.autograd.grad(outputs, sources, directions, allow_unused=True)
         weight_grads = dict(zip(map(id, weights), grads[len(sources) - len(weights):]))
         del grads, sources
-        layout = _layout(calls, recorder.sums, recorder.dead, in_degree)
-        layout.recipes = _recipes_of_pass(calls, recorder.sums, recorder.dead, recorder.norms, weight_grads,
-                                          recorder.raw, stacked, recorder.attention)
-        layout.attention_names = [a.name for a in recorder.attention]
-        layout.attention_keys = [a.keys for a in recorder.attention]
-        layout.size = recorder.raw.size
-        layout.norm_names = [n.name for n in recorder.norms]
-        layout.norm_eps = [n.eps for n in recorder.norms]
-        layout.coverage = coverage(recorder.parameter_names, recorder.covered_weights, recorder.embedded)
-        return recorder.raw.flat(), layout, [c.reference for c in calls]
+        recipes = _recipes_of_pass(calls, recorder.sums, recorder.dead, recorder.norms, weight_grads, recorder.raw,
+                                   stacked, recorder.attention)
+        return recorder.raw.flat(), finished_layout(recorder, in_degree, recipes), [c.reference for c in calls]
     finally:
         recorder.remove()
+
+
+def finished_layout(recorder: _Recorder, in_degree: Counter, recipes: Any) -> _PassLayout:
+    """Return the layout of a recorded pass whose recipes are taken (``records._recipes_of_pass``):
+    what ``records._unpack`` needs to read its flat statistics, no tensor held."""
+    layout = _layout(recorder.calls, recorder.sums, recorder.dead, in_degree)
+    layout.recipes = recipes
+    layout.attention_names = [a.name for a in recorder.attention]
+    layout.attention_keys = [a.keys for a in recorder.attention]
+    layout.size = recorder.raw.size
+    layout.norm_names = [n.name for n in recorder.norms]
+    layout.norm_eps = [n.eps for n in recorder.norms]
+    layout.coverage = coverage(recorder.parameter_names, recorder.covered_weights, recorder.embedded)
+    return layout
 
 
 def _expected_input(module: nn.Module) -> str:
