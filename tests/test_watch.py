@@ -100,7 +100,8 @@ def test_a_watch_leaves_no_hook_or_forward_behind_also_after_an_exception():
     with pytest.raises(WatchError, match="already watched"):
         initlab.watch(model)
     model.train()
-    assert initlab.check(model, _batch(0)[0]).healthy and handle.steps_seen == 0  # a check is not a step
+    report = initlab.check(model, _batch(0)[0], jacobian_projections=2)
+    assert report.healthy and handle.steps_seen == 0  # a check, its projections included, is not a step
     handle.remove()
     handle.remove()  # twice is harmless
     assert _hooks(model) == 0
@@ -127,3 +128,19 @@ def test_a_watch_finds_the_first_step_a_prelu_slope_passes_one_and_units_die():
     # the dead ReLU's bias of -100 sends the layer before it 10^3.7 up and everything after it to 0
     assert kinds["forward-exploding"]["step"] == 2 and kinds["forward-exploding"]["layer"] == "2"
     assert kinds["backward-vanishing"]["step"] == 2
+
+
+def test_a_step_without_backward_keeps_its_forward_and_a_model_without_layers_gives_an_empty_frame():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3))
+    with initlab.watch(model, every=1) as watched:
+        model(torch.randn(4, 3)).sum().backward()
+        model(torch.randn(4, 3))  # a forward whose backward never comes
+    frame = watched.frame()
+    assert list(frame["step"]) == [0, 1]
+    assert frame["grad_output_second_moment"].iloc[0] == pytest.approx(1.0)  # d(sum)/dy = 1
+    assert np.isnan(frame["grad_output_second_moment"].iloc[1]) and frame["var_y"].notna().all()
+    layerless = nn.Sequential(nn.ReLU())
+    with initlab.watch(layerless, every=1) as watched:
+        layerless(torch.randn(4, 3, requires_grad=True)).sum().backward()
+    assert watched.frame().empty and watched.findings() == []

@@ -3,8 +3,9 @@ forward and backward passes, every N steps, in any training loop.
 
 ``watch(model, every=100)`` puts a forward pre-hook and a forward hook (``always_call``: it runs
 when the forward raises too) on the model. Every forward in training mode with gradients on counts
-as a step; on steps 0, N, 2N, … the model's own forward runs under the probe's capture (``probe.capture._Recorder``: the same hooks and on-device
-reductions as ``initlab.probe``), and the tensor hooks it leaves on that forward's activations
+as a step; on steps 0, N, 2N, … the model's own forward runs under the probe's capture
+(``probe.capture._Recorder``: the same hooks and on-device reductions as ``initlab.probe``), and
+the tensor hooks it leaves on that forward's activations
 record the gradients when the training loop runs its own backward. A hook on the covered weights'
 gradients takes their statistics when the backward reaches them, before the optimizer changes the
 weights. Nothing runs between watched steps but a counter, and nothing crosses to the host until
@@ -18,19 +19,18 @@ so a ``copy.deepcopy`` of it (an EMA copy, a checkpoint) is not watched and copi
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
-
-import weakref
 
 import pandas as pd
 import torch
 from torch import nn
 
 from .compare import build_attention_frame, build_dead_frame, build_frame, build_norm_frame, build_sum_frame
-from .check import DEAD_WARNING
+from .check import DEAD_WARNING, CheckReport, report_from_probe
 from .probe.capture import _Recorder, _Tracker
-from .probe.passes import _in_degrees, _input_tensors, _output_tensors, finished_layout
+from .probe.passes import _in_degrees, _input_tensors, _output_tensors, finished_layout, probing_now
 from .probe.records import _recipes_of_pass, _unpack
 
 _WATCHED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()  # models with a watch attached
@@ -49,7 +49,6 @@ class _WatchedStep:
     in_degree: Any
     gradient_hook: Any = None
     recipes: Any = None  # taken when the backward has reached the weights
-    flat: torch.Tensor | None = None  # the step's reductions, concatenated on the device
 
 
 @dataclass
@@ -106,11 +105,10 @@ class Watch:
         return pd.concat(self._dead, ignore_index=True) if self._dead else pd.DataFrame(
             columns=["step", "name", "units", "dead_fraction"])
 
-    def report(self, step: int = 0, direction: str = "forward") -> Any:
+    def report(self, step: int = 0, direction: str = "forward") -> CheckReport:
         """Return the ``CheckReport`` of one watched step (by default the first: the init as the loop
         met it, on its first real batch, with the loss's own gradient), as ``initlab.check`` reads
         a probe: verdicts and named findings with their fixes."""
-        from .check import report_from_probe
         from .probe.result import ProbeResult
         self.frame()
         if step not in self._steps:
@@ -160,13 +158,12 @@ class Watch:
             return
         self._finish_pending()  # the previous watched step's backward is over by now
         recorder = _Recorder(self.model)
-        recorder.input_storages = {t.untyped_storage().data_ptr() for t in _input_tensors((args, kwargs))
-                                   if t.is_floating_point()}
+        tensors = _input_tensors((args, kwargs))
+        recorder.input_storages = {t.untyped_storage().data_ptr() for t in tensors if t.is_floating_point()}
+        self._batch_sizes[step] = int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1
         tracker = _Tracker(recorder)
         tracker.__enter__()
         self._capturing = (step, recorder, tracker)
-        tensors = _input_tensors((args, kwargs))
-        self._batch_sizes[step] = int(tensors[0].shape[0]) if tensors and tensors[0].dim() else 1
 
     def _after(self, output: Any) -> None:
         if self._capturing is None:
@@ -177,7 +174,7 @@ class Watch:
         for handle in recorder.handles:  # the module hooks serve the forward only
             handle.remove()
         recorder.handles.clear()
-        if output is None:  # the forward raised: nothing to keep
+        if output is None or not recorder.calls:  # the forward raised, or ran no Conv/Linear: nothing to keep
             recorder.remove()
             return
         outputs = [t for t in _output_tensors(output) if t.requires_grad]
@@ -238,9 +235,9 @@ class Watch:
 
 
 def _capturing_now() -> bool:
-    """True inside a probe's (or another watch's) capture: an ``initlab.check`` of a watched model is
-    not a training step."""
-    return any(isinstance(mode, _Tracker) for mode in torch.overrides._get_current_function_mode_stack())
+    """True inside a probe's passes (its statistics, its Jacobian projections) or another watch's
+    capture: an ``initlab.check`` of a watched model is not a training step."""
+    return probing_now() or any(isinstance(mode, _Tracker) for mode in torch.overrides._get_current_function_mode_stack())
 
 
 def watch_findings(frame: pd.DataFrame, dead: pd.DataFrame) -> list[dict]:

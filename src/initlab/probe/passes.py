@@ -6,9 +6,11 @@ of the scalar ⟨output, g⟩), through ``torch.autograd.grad``, so ``.grad`` fi
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 from collections import Counter
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -19,6 +21,25 @@ from .capture import _Recorder, _Tracker
 from .errors import ProbeError
 from .records import _PassLayout, _layout, _recipes_of_pass
 from .stacking import one_seed_shape
+
+_PROBING = contextvars.ContextVar("initlab_probing", default=False)
+
+
+@contextlib.contextmanager
+def probing() -> Iterator[None]:
+    """Mark the passes inside as a probe's (its statistics pass, its Jacobian projections), so that a
+    watch on the same model does not count them as training steps (``watch``)."""
+    token = _PROBING.set(True)
+    try:
+        yield
+    finally:
+        _PROBING.reset(token)
+
+
+def probing_now() -> bool:
+    """True while a probe's passes run (``probing``)."""
+    return _PROBING.get()
+
 
 DIRECTION = "gradients: backward of <output, g> for a random Gaussian direction g ~ N(0, 1) at the network output"
 

@@ -21,7 +21,7 @@ from ..models import build_seeded, place
 from ..schemes import Scheme, adjacent_factors, network_factor, parse_scheme
 from .devices import model_device as _model_device, resolve_device
 from .errors import ProbeError
-from .passes import DIRECTION, ModelInput, _input_tensors, _map_tensors, _run_pass
+from .passes import DIRECTION, ModelInput, _input_tensors, _map_tensors, _run_pass, probing
 from .projections import ProjectionError, jacobian_projections
 from .records import _PassLayout, _unpack
 from .result import ProbeResult
@@ -150,7 +150,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
     device_used = target if target is not None else _model_device(model) if not is_factory else torch.device("cpu")
     cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     passes: list[tuple[torch.Tensor, _PassLayout, list[int]]] = []  # (statistics, layout, the seeds of its rows)
-    with torch.random.fork_rng(devices=cuda_devices):
+    with torch.random.fork_rng(devices=cuda_devices), probing():
         example_input = _resolve_input(example_input)
 
         def instance_for(seed: int) -> nn.Module:
