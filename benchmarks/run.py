@@ -28,6 +28,14 @@ medians over repeats and each ratio is the ratio of the two medians.
   a CPU can measure.
 - scaling: probe time against depth (10–100) and width, with fwd+bwd FLOPs from
   ``torch.utils.flop_counter``; a line through the origin in FLOPs should fit (R² printed).
+- peers: initlab's probe beside the recorders users compare it with, each a few lines here, on
+  plain-30 (batch 64, 32×32), a ResNet-50 (224², batch 4 on a CPU) and a small transformer
+  (``nn.TransformerEncoder``, 4 layers, 128 wide, sequence 64, batch 8), ratio to a bare
+  forward+backward, median of 9 interleaved rounds: SPP-style forward hooks (timm's
+  signal-propagation plots: E[y²] and E[y]² per layer, two ``.item()``), and forward hooks with
+  tensor gradient hooks in the style of torch-surgeon-like monitors (mean/std/zero fraction
+  forward, norm/std/max backward, three ``.item()`` each). Target: the probe at or below the
+  fastest forward+backward peer.
 """
 
 from __future__ import annotations
@@ -351,8 +359,89 @@ def bench_scaling(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
+# -- peers: the recorders users compare initlab with ---------------------------------------------
+
+
+def _weight_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+def _spp_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """timm-style signal-propagation plot: a forward hook per layer, E[y²] and E[y]² by ``.item()``."""
+    statistics_ = []
+
+    def record(module, inputs, output):
+        statistics_.append((output.square().mean().item(), output.mean().item() ** 2))
+
+    handles = [m.register_forward_hook(record) for m in _weight_layers(model)]
+    try:
+        _bare_pass(model, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _monitor_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
+    """A torch-surgeon-style monitor: forward hooks (mean, std, zero fraction) and tensor gradient
+    hooks on each layer's output (norm, std, max), three ``.item()`` each. (A variant with
+    ``register_full_backward_hook`` raises on an in-place ReLU after the layer: pytorch#61519.)"""
+    forward, backward = [], []
+
+    def record(module, inputs, output):
+        forward.append((output.mean().item(), output.std().item(), (output == 0).float().mean().item()))
+        if output.requires_grad:
+            output.register_hook(lambda grad: backward.append((grad.norm().item(), grad.std().item(),
+                                                               grad.abs().max().item())))
+
+    handles = [m.register_forward_hook(record) for m in _weight_layers(model)]
+    try:
+        _bare_pass(model, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _small_transformer(device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(128, 4, dim_feedforward=512, dropout=0.0, batch_first=True)
+    return torch.nn.Sequential(torch.nn.TransformerEncoder(layer, 4, enable_nested_tensor=False),
+                               torch.nn.Linear(128, 128)).to(device)
+
+
+def bench_peers(device: torch.device, quick: bool) -> None:
+    from check_resnet50 import resnet50
+
+    torch.manual_seed(0)
+    size, batch = (112, 2) if quick else (224, 32 if device.type == "cuda" else 4)
+    models = {
+        "plain-30 b64": (plain_model(30, 16, device), torch.randn(64, 3, 32, 32, device=device)),
+        f"ResNet-50 b{batch} {size}²": (resnet50().to(device), torch.randn(batch, 3, size, size, device=device)),
+        "transformer 4×128 b8": (_small_transformer(device), torch.randn(8, 64, 128, device=device)),
+    }
+    recorders = {"SPP hooks (fwd)": _spp_pass, "monitor hooks (fwd+bwd)": _monitor_pass, "initlab probe": _probe_pass}
+    rounds = 3 if quick else 9
+    for label, (model, x) in models.items():
+        times: dict[str, list[float]] = {name: [] for name in ("bare", *recorders)}
+        for _ in range(rounds + 1):  # the first round warms up
+            for name, function in (("bare", _bare_pass), *recorders.items()):
+                _sync(device)
+                start = time.perf_counter()
+                function(model, x)
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+        bare = statistics.median(times["bare"][1:])
+        ratios = {name: statistics.median(times[name][1:]) / bare for name in recorders}
+        for name, ratio in ratios.items():
+            INFO.append((f"peers {label}: {name}", ratio))
+        fastest = ratios["monitor hooks (fwd+bwd)"]
+        report(f"probe vs peers, {label}", ratios["initlab probe"], f"≤ fwd+bwd peer {fastest:.3f}",
+               ratios["initlab probe"] <= fastest,
+               " · ".join(f"{name} ×{ratio:.3f}" for name, ratio in ratios.items()) + f" · bare {bare * 1e3:.0f} ms")
+
+
 BENCHMARKS = {"probe": bench_probe, "host": bench_host, "resnet50": bench_resnet50, "sweep": bench_sweep,
-              "train": bench_train, "memory": bench_memory, "syncs": bench_syncs, "scaling": bench_scaling}
+              "train": bench_train, "memory": bench_memory, "syncs": bench_syncs, "scaling": bench_scaling,
+              "peers": bench_peers}
 
 
 def main() -> int:
