@@ -366,6 +366,16 @@ def _weight_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
 
 
+def _hooked_pass(model: torch.nn.Module, x: torch.Tensor, record: Callable) -> None:
+    """A bare forward+backward with the forward hook ``record`` on every Conv/Linear layer."""
+    handles = [m.register_forward_hook(record) for m in _weight_layers(model)]
+    try:
+        _bare_pass(model, x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def _spp_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
     """timm-style signal-propagation plot: a forward hook per layer, E[y²] and E[y]² by ``.item()``."""
     statistics_ = []
@@ -373,12 +383,7 @@ def _spp_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
     def record(module, inputs, output):
         statistics_.append((output.square().mean().item(), output.mean().item() ** 2))
 
-    handles = [m.register_forward_hook(record) for m in _weight_layers(model)]
-    try:
-        _bare_pass(model, x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _hooked_pass(model, x, record)
 
 
 def _monitor_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
@@ -393,12 +398,7 @@ def _monitor_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
             output.register_hook(lambda grad: backward.append((grad.norm().item(), grad.std().item(),
                                                                grad.abs().max().item())))
 
-    handles = [m.register_forward_hook(record) for m in _weight_layers(model)]
-    try:
-        _bare_pass(model, x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    _hooked_pass(model, x, record)
 
 
 def _small_transformer(device: torch.device) -> torch.nn.Module:

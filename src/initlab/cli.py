@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import sys
 import warnings
 from pathlib import Path
@@ -132,6 +131,7 @@ def _wrapped(text: str) -> str:
 def _probe_text(results: dict, model: str) -> str:
     """The probe's table output: per result a heading, the per-layer table, its gains and verdict;
     then what the columns mean."""
+    from .render import chi1_line, examples_line, jacobian_line
     blocks = []
     for result in results.values():
         gains, config = result.gains(), result.config
@@ -148,40 +148,14 @@ def _probe_text(results: dict, model: str) -> str:
                      f"({gains['verdict_forward']}), worst backward {_fmt(gains['backward_gain_layers'])} at "
                      f"{gains['worst_backward_layer']!r} ({gains['verdict_backward']}); He's init gives 1"),
         ]
-        if math.isfinite(gains.get("example_correlation", math.nan)):
-            blocks.append(_wrapped(
-                f"examples: mean cosine {gains['example_correlation']:.4f} at {gains['example_correlation_layer']!r} "
-                f"({gains['verdict_correlation']}; 1 − c is 10^{-gains['collapse_decades']:.2f} of what "
-                "He-initialized ReLU layers would leave)"))
-        if math.isfinite(gains.get("chi1_geometric_mean", math.nan)):
-            blocks.append(f"chi1: {_fmt(gains['chi1_geometric_mean'])} per layer, geometric mean (1 critical, < 1 "
-                          "ordered, > 1 chaotic)")
-        jacobian = _jacobian_text(result.jacobian)
-        if jacobian:
-            blocks.append(_wrapped(jacobian))
+        blocks += [_wrapped(line) for line in (examples_line(gains), chi1_line(gains), jacobian_line(result.jacobian))
+                   if line]
     blocks.append("\n" + _wrapped(f"{next(iter(results.values())).config['direction']}; E[·²] = second moment over "
                                   "all elements, geometric mean over seeds; factor = ½(1+a²)·n·Var[w], the layer's "
                                   "step of the chain; 'in band': measured within the finite-width 3σ band of the "
                                   "chain's prediction (is the theory right?), a test apart from the verdict (does "
                                   "the signal get through?)"))
     return "\n".join(blocks)
-
-
-def _jacobian_text(jacobian: "pd.DataFrame") -> str:
-    """The Jacobian's spectrum over seeds in one line ('' where not measured)."""
-    if jacobian is None or jacobian.empty:
-        return ""
-    measured = jacobian[jacobian["reason"] == ""]
-    if measured.empty:
-        return f"jacobian: not measured ({jacobian['reason'].iloc[0]})"
-    theory = measured["spread_pred"].mean()
-    if not measured["spread"].notna().any():
-        return (f"jacobian: mean squared singular value {_fmt(measured['mean_squared_singular_value'].mean())}: no "
-                "signal reaches the output, no spread to measure")
-    return (f"jacobian: mean squared singular value {_fmt(measured['mean_squared_singular_value'].mean())}, spread "
-            f"s² = {_fmt(measured['spread'].mean())} over {len(measured)} seed(s), "
-            f"{int(measured['projections'].iloc[0])} projections each"
-            + (f" (closed form {_fmt(theory)})" if math.isfinite(theory) else " (no closed form for this architecture)"))
 
 
 @app.command("probe")

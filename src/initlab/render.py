@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .check import CheckReport
 
 
@@ -34,36 +36,48 @@ def check_verdict_lines(report: "CheckReport") -> list[str]:
     lines.append(f"judged: {judged.get('chain', 0)} layer(s) by their chain gain, {judged.get('stream', 0)} in "
                  f"residual branches by their stream, {judged.get('normalization', 0)} ending in a normalization "
                  "(which removes their scale)")
-    if np.isfinite(gains.get("example_correlation", np.nan)):
-        lines.append(f"examples: mean cosine {gains['example_correlation']:.4f} at {gains['example_correlation_layer']!r}, "
-                     f"{gains['verdict_correlation']} (1 − c is 10^{-gains['collapse_decades']:.2f} of what "
-                     "He-initialized ReLU layers would leave)")
-    if np.isfinite(gains.get("chi1_geometric_mean", np.nan)):
-        lines.append(f"chi1: {gains['chi1_geometric_mean']:.3g} per layer, geometric mean (perturbations grow by χ₁: "
-                     "1 critical, < 1 ordered, > 1 chaotic)")
-    jacobian_line = _jacobian_line(report.result.jacobian)
-    if jacobian_line:
-        lines.append(jacobian_line)
+    lines += [line for line in (examples_line(gains), chi1_line(gains), jacobian_line(report.result.jacobian)) if line]
     if report.result.coverage is not None:
         lines.append(f"coverage: {report.result.coverage.text()}")
     return lines
 
 
-def _jacobian_line(jacobian) -> str:
-    """The Jacobian's spectrum of the first seed in one line, or why there is none; '' if not asked."""
+def examples_line(gains: dict) -> str:
+    """How alike the examples have become (the collapse verdict, ``verdicts._collapse``); '' unmeasured."""
+    if not np.isfinite(gains.get("example_correlation", np.nan)):
+        return ""
+    return (f"examples: mean cosine {gains['example_correlation']:.4f} at {gains['example_correlation_layer']!r}, "
+            f"{gains['verdict_correlation']} (1 − c is 10^{-gains['collapse_decades']:.2f} of what He-initialized ReLU "
+            "layers would leave)")
+
+
+def chi1_line(gains: dict) -> str:
+    """The geometric mean of χ₁ over the chain-judged layers; '' where there is none."""
+    if not np.isfinite(gains.get("chi1_geometric_mean", np.nan)):
+        return ""
+    return (f"chi1: {gains['chi1_geometric_mean']:.3g} per layer, geometric mean (perturbations grow by χ₁: "
+            "1 critical, < 1 ordered, > 1 chaotic)")
+
+
+def jacobian_line(jacobian: "pd.DataFrame | None") -> str:
+    """The Jacobian's spectrum in one line, seed means (``ProbeResult.jacobian``), or why there is
+    none; '' where it was not asked for. The ± is the projections' error of the mean."""
     if jacobian is None or jacobian.empty:
         return ""
-    row = jacobian.iloc[0]
-    if row["reason"]:
-        return f"jacobian: not measured ({row['reason']})"
-    if not np.isfinite(row["spread"]):
-        return (f"jacobian: mean squared singular value {row['mean_squared_singular_value']:.3g}: no signal reaches "
-                "the output, no spread to measure")
-    theory = (f"; a zero-bias Gaussian ReLU chain of these widths: {row['spread_pred']:.3g}" if np.isfinite(row["spread_pred"])
-              else "")
-    return (f"jacobian: mean squared singular value {row['mean_squared_singular_value']:.3g}, spread "
-            f"s² = {row['spread']:.3g} ± {row['spread_standard_error']:.2g}{theory} "
-            f"({int(row['projections'])} projections; 0: an isometry)")
+    measured = jacobian[jacobian["reason"] == ""]
+    if measured.empty:
+        return f"jacobian: not measured ({jacobian['reason'].iloc[0]})"
+    mean = measured["mean_squared_singular_value"].mean()
+    if not measured["spread"].notna().any():
+        return f"jacobian: mean squared singular value {mean:.3g}: no signal reaches the output, no spread to measure"
+    seeds = len(measured)
+    error = float(np.sqrt((measured["spread_standard_error"] ** 2).sum())) / seeds
+    theory = measured["spread_pred"].mean()
+    theory_text = f"; a zero-bias Gaussian ReLU chain of these widths: {theory:.3g}" if np.isfinite(theory) else ""
+    over = f" over {seeds} seeds" if seeds > 1 else ""
+    return (f"jacobian: mean squared singular value {mean:.3g}, spread s² = {measured['spread'].mean():.3g} ± "
+            f"{error:.2g}{over}{theory_text} ({int(measured['projections'].iloc[0])} projections"
+            f"{' each' if seeds > 1 else ''}; 0: an isometry)")
 
 
 def check_text(report: "CheckReport") -> str:
