@@ -26,7 +26,8 @@ def test_recorded_statistics_equal_a_direct_autograd_computation():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 5))
     x = _input(4, 3, 6, 6)
-    frame = initlab.probe(model, x).to_frame()
+    frame = initlab.probe(model, x, elementwise_variances=True).to_frame()
+    light = initlab.probe(model, x).to_frame()  # the default: no E[x] of outputs and gradients
 
     xr = x.clone().requires_grad_(True)
     y1 = model[0](xr)
@@ -42,15 +43,22 @@ def test_recorded_statistics_equal_a_direct_autograd_computation():
     expected = {
         0: dict(input_second_moment=x.square().mean(), var_y=y1.square().mean(), output_variance=y1.var(correction=0),
                 grad_output_second_moment=y1.grad.square().mean(), grad_var=xr.grad.square().mean(),
-                weight_grad_variance=model[0].weight.grad.var(correction=0)),
-        1: dict(input_second_moment=flat.square().mean(), var_y=y2.square().mean(),
+                grad_output_variance=y1.grad.var(correction=0), grad_input_variance=xr.grad.var(correction=0),
+                weight_grad_variance=model[0].weight.grad.var(correction=0), input_mean=x.mean()),
+        1: dict(input_second_moment=flat.square().mean(), var_y=y2.square().mean(), output_variance=y2.var(correction=0),
                 grad_output_second_moment=y2.grad.square().mean(), grad_var=flat.grad.square().mean(),
-                weight_grad_variance=model[3].weight.grad.var(correction=0)),
+                grad_output_variance=y2.grad.var(correction=0), grad_input_variance=flat.grad.var(correction=0),
+                weight_grad_variance=model[3].weight.grad.var(correction=0), input_mean=flat.mean()),
     }
+    elementwise = ("output_variance", "grad_output_variance", "grad_input_variance")
     for index, columns in expected.items():
-        row = frame[frame["index"] == index].iloc[0]
+        row, light_row = frame[frame["index"] == index].iloc[0], light[light["index"] == index].iloc[0]
         for column, value in columns.items():
-            assert row[column] == pytest.approx(value.item(), rel=1e-5), (index, column)
+            assert row[column] == pytest.approx(value.item(), rel=1e-5, abs=1e-7), (index, column)
+            if column in elementwise:
+                assert np.isnan(light_row[column]), (index, column)
+            else:
+                assert light_row[column] == row[column], (index, column)
     assert list(frame["link_in"]) == ["input", "rectifier+view"]
 
 

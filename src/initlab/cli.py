@@ -188,6 +188,9 @@ def probe_command(
     jacobian_projections: int = typer.Option(0, "--jacobian-projections", help="Also estimate the input–output "
                                              "Jacobian's spread from N random projections per seed (each a backward "
                                              "and a forward-mode pass); 0: not measured."),
+    elementwise_variances: bool = typer.Option(False, "--elementwise-variances", help="Also record each layer's "
+                                               "output_variance, grad_output_variance and grad_input_variance "
+                                               "(one more read of each tensor on a CPU; no verdict needs them)."),
     output_format: str = typer.Option("table", "--format", help="table, json or csv."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write probe.csv, summary.csv, probe.json and "
                                        "variance_vs_depth.png here."),
@@ -204,6 +207,7 @@ def probe_command(
       initlab probe --model mypkg/text.py:build --input-factory mypkg/text.py:batch
       initlab probe --seeds 64 --batched on --device cuda   # 64 seeds in one stacked pass
       initlab probe --model mlp --depth 20 --init kaiming,orthogonal --jacobian-projections 8
+      initlab probe --depth 22 --init kaiming --seeds 1 --elementwise-variances --format csv
     """
     import torch
 
@@ -257,7 +261,8 @@ def probe_command(
         results[label] = probe(factory, example, init=None if init_spec == OWN_INIT else init_spec, seeds=seeds,
                                device=target, config=config, progress=progress,
                                batched={"auto": None, "on": True, "off": False}[batched],
-                               jacobian_projections=jacobian_projections)
+                               jacobian_projections=jacobian_projections,
+                               elementwise_variances=elementwise_variances)
 
     if output_format == "json":
         typer.echo(json.dumps(probe_documents(results), indent=2))

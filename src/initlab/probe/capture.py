@@ -11,6 +11,7 @@ arithmetic waits for the probe's one transfer.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -32,7 +33,7 @@ from .reductions import (_Derived, _RawStore, _Scratch, _dead_fraction, _device_
                          _float_data,
                          _largest_abs, _mean, _mean_per_seed, _moments, _moments_with_units, _per_seed,
                          _position_moments, _prelu_factor, _product, _second_moment, _unit_dim, _unit_log_variance,
-                         _unit_means, _unit_second_moments, _variance_from_moments)
+                         _unit_second_moments, _unit_sums, _variance_from_moments, _divided)
 from .stacking import one_seed_shape
 
 
@@ -311,7 +312,7 @@ class _NormalizationsAndAttention:
         if eps is None:
             return
         where = self._where()
-        mean, second = _moments(self.raw, source, self.stacked)
+        mean, second = self._moments_of(source, mean=not rms)
         spread = second if rms else _Derived(_variance_from_moments, (second, mean))
         gamma = _second_moment(self.raw, weight.reshape(1, -1).expand(self.stacked, -1) if self.stacked > 1 else weight,
                                self.stacked) if isinstance(weight, torch.Tensor) and weight.numel() else float("nan")
@@ -390,14 +391,9 @@ class _OpFollowing:
         dim = _unit_dim(output, after_conv)
         where = self._where()
         name = self._numbered(("dead", where), where)
-        # a ReLU's output is ≥ 0, so a unit is dead exactly when its largest output is 0
-        if self.stacked > 1:
-            units = output.shape[1] // self.stacked
-            largest = output.detach().reshape(output.shape[0], self.stacked, units, -1).amax(dim=(0, 3))
-        else:
-            units = int(output.shape[dim])
-            largest = output.detach().amax(dim=[d for d in range(output.dim()) if d != dim])
-        self.dead.append(_Dead(name, units, _Derived(_dead_fraction, (self.raw.add(largest),))))
+        units = output.shape[1] // self.stacked if self.stacked > 1 else int(output.shape[dim])
+        # the unit sums the next layer takes of the same tensor for its input's unit means
+        self.dead.append(_Dead(name, units, _Derived(_dead_fraction, (self._unit_sums_of(output, dim)[0],))))
 
     def _on_sum(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         first = args[0] if args else kwargs.get("input")
@@ -430,10 +426,10 @@ class _OpFollowing:
         if branch.grad_fn is not None:
             record.branch_ends = tuple(sorted(self.layer_nodes[node] for node in dataflow.nearest_layers(
                 branch.grad_fn, self.layer_nodes, self.reset_nodes)))
-        record.stats["skip_second_moment"] = _second_moment(self.raw, skip, self.stacked)
-        record.stats["branch_second_moment"] = _second_moment(self.raw, branch, self.stacked)
+        record.stats["skip_second_moment"] = self._moments_of(skip, mean=False)[1]
+        record.stats["branch_second_moment"] = self._moments_of(branch, mean=False)[1]
         output = func(*args, **kwargs)
-        record.stats["second_moment"] = _second_moment(self.raw, output, self.stacked)
+        record.stats["second_moment"] = self._moments_of(output, mean=False)[1]
         if output.requires_grad:
             self.tensor_handles.append(output.register_hook(lambda grad, r=record: r.stats.__setitem__(
                 "grad_second_moment", _second_moment(self.raw, grad, self.stacked))))
@@ -456,6 +452,7 @@ class _LayerRecording:
     def _on_layer_input(self, module: nn.Module, args: tuple) -> tuple | None:
         self.inside = module
         self.entered = (module, tuple(args[0].shape)) if args and isinstance(args[0], torch.Tensor) else None
+        self.entered_input = args[0] if self.entered is not None else None  # the caller's tensor, not our view
         if self.entered is not None and args[0].is_floating_point():
             with torch._C.DisableTorchFunction():
                 return (_gradient_view(args[0]), *args[1:])
@@ -469,7 +466,7 @@ class _LayerRecording:
                 self._record_layer(module, args, output)
         finally:
             self.inside = None
-            self.entered = None
+            self.entered = self.entered_input = None
 
     def _record_layer(self, module: nn.Module, args: tuple, output: Any) -> None:
         x, y = args[0], output
@@ -477,7 +474,7 @@ class _LayerRecording:
         reference = self.references.get(module, module)
         layer_geometry = geometry(reference, self._one_seed(x.shape), self._one_seed(y.shape))
         self._record_call(name, module, reference, module.weight, module.bias, layer_geometry,
-                          type(reference).__name__, x, y)
+                          type(reference).__name__, x, y, source=self.entered_input)
 
     def on_weight_op(self, func: Callable, call: WeightCall, args: tuple, kwargs: dict) -> Any:
         """A weight op outside a hooked layer (``coverage``): recorded as a layer call of its weight."""
@@ -485,18 +482,21 @@ class _LayerRecording:
         x = args[call.input_position] if len(args) > call.input_position else None
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
             return func(*args, **kwargs)
-        x = _gradient_view(x)  # as for a hooked layer (``_on_layer_input``)
+        source, x = x, _gradient_view(x)  # as for a hooked layer (``_on_layer_input``)
         args[call.input_position] = x
         output = func(*args, **kwargs)
         if isinstance(output, torch.Tensor) and output.is_floating_point():
             name = self._numbered(call.weight, layer_name(self.parameter_names.get(call.weight, call.module_type)))
             self._record_call(name, None, None, call.weight, call.bias, call_geometry(call, args, kwargs, x, output),
-                              call.module_type, x, output, channels_first=call.op in ("conv", "conv_transpose"))
+                              call.module_type, x, output, channels_first=call.op in ("conv", "conv_transpose"),
+                              source=source)
         return output
 
     def _record_call(self, name: str, module: nn.Module | None, reference: nn.Module | None, weight: torch.Tensor,
                      bias: torch.Tensor | None, layer_geometry: LayerGeometry, module_type: str, x: torch.Tensor,
-                     y: torch.Tensor, channels_first: bool | None = None) -> None:
+                     y: torch.Tensor, channels_first: bool | None = None, source: torch.Tensor | None = None) -> None:
+        """Record one layer call y = layer(x); ``source``: the tensor the caller passed, of which
+        ``x`` is the probe's view (``_gradient_view``), under which a later op may meet it again."""
         index = len(self.calls)
         spatial_dims = len(layer_geometry.kernel_size) if layer_geometry.kind == "conv" else 0
         channels_first = layer_geometry.kind == "conv" if channels_first is None else channels_first
@@ -518,9 +518,11 @@ class _LayerRecording:
             if link is not None else []
         call.stats["input_activation_factor"] = (float("nan") if not units or any(u is None for u in units)
                                                  else _Derived(_product, tuple(units)))
-        unit_means = _unit_means(self.raw, x, unit_dim, self.stacked)
+        unit_means = _divided(*self._unit_sums_of(source if source is not None else x, unit_dim))
         call.stats["input_mean"] = _Derived(_mean_per_seed, (unit_means,))
         call.stats["input_unit_mean_abs_max"] = _Derived(_largest_abs, (unit_means,))
+        self._remember(source if source is not None else x, "moments",
+                       (call.stats["input_mean"], call.stats["input_second_moment"]))
         units = x.shape[unit_dim] // (self.stacked if unit_dim == 1 else 1) if x.dim() else 1
         call.stats["input_count_per_unit"] = float(x.numel() // max(self.stacked, 1) // max(units, 1))
         call.stats["input_units"] = float(units)
@@ -529,10 +531,12 @@ class _LayerRecording:
                                            if y.dim() else 1)
         # fed by the model's own input (the same storage, through views): what an input finding may judge
         call.stats["input_is_model_input"] = float(x.untyped_storage().data_ptr() in self.input_storages)
-        mean, second, units = _moments_with_units(self.raw, y, output_dim, self.scratch, self.stacked)
-        call.stats["output_variance"] = _Derived(_variance_from_moments, (second, mean))
+        mean, second, units = _moments_with_units(self.raw, y, output_dim, self.scratch, self.stacked,
+                                                  self.elementwise_variances)
+        call.stats["output_variance"] = self._variance(second, mean)
         call.stats["output_second_moment"] = second
         call.stats["output_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
+        self._remember(y, "moments", (mean, second))
         call.example_gram = _example_gram(self.raw, y, self.stacked)
         call.stats["output_elements"] = float(y.numel() // y.shape[0] // self.stacked) if y.dim() >= 2 else float("nan")
         if y.requires_grad:
@@ -553,30 +557,40 @@ class _LayerRecording:
 
     def _on_grad_output(self, call: _Call, grad: torch.Tensor) -> None:
         call.grad_output_map, second, mean, units = self._map(grad, call.spatial_dims,
-                                                              _unit_dim(grad, call.channels_first))
+                                                              _unit_dim(grad, call.channels_first),
+                                                              self.elementwise_variances)
         call.stats["grad_output_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
-        if mean is None:
+        if not self.elementwise_variances:
+            mean = None  # a GPU's Welford pass gives it free: the columns are alike on every device
+        elif mean is None:
             mean = _mean(self.raw, grad, self.stacked)
         call.stats["grad_output_second_moment"] = second
-        call.stats["grad_output_variance"] = _Derived(_variance_from_moments, (second, mean))
+        call.stats["grad_output_variance"] = self._variance(second, mean)
 
     def _on_grad_input(self, call: _Call, grad: torch.Tensor) -> None:
         mean, second, units = _moments_with_units(self.raw, grad, _unit_dim(grad, call.channels_first), self.scratch,
-                                                  self.stacked)
-        call.stats["grad_input_variance"] = _Derived(_variance_from_moments, (second, mean))
+                                                  self.stacked, self.elementwise_variances)
+        call.stats["grad_input_variance"] = self._variance(second, mean)
         call.stats["grad_input_second_moment"] = second
         call.stats["grad_input_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
 
-    def _map(self, tensor: torch.Tensor, spatial_dims: int, unit_dim: int) -> tuple[Any, Any, Any, Any]:
-        """(per-position E[x²] map, overall E[x²], overall E[x] where it came free, else None, E[x²]
-        per unit along ``unit_dim``); a fully connected layer's map is the scalar itself."""
+    def _map(self, tensor: torch.Tensor, spatial_dims: int, unit_dim: int,
+             mean: bool = False) -> tuple[Any, Any, Any, Any]:
+        """(per-position E[x²] map, overall E[x²], overall E[x] where it came free or ``mean`` asks
+        for it, else None, E[x²] per unit along ``unit_dim``); a fully connected layer's map is the
+        scalar itself."""
         if spatial_dims == 0:
-            mean, second, units = _moments_with_units(self.raw, tensor, unit_dim, self.scratch, self.stacked)
-            return second, second, mean, units
+            first, second, units = _moments_with_units(self.raw, tensor, unit_dim, self.scratch, self.stacked, mean)
+            return second, second, first, units
         second_map, second, mean, units = _position_moments(self.raw, tensor, spatial_dims, self.scratch, self.stacked)
         if units is None:
             units = _unit_second_moments(self.raw, tensor, unit_dim, self.stacked)
         return second_map, second, mean, units
+
+    @staticmethod
+    def _variance(second: Any, mean: Any) -> Any:
+        """Var = E[x²] − E[x]² where E[x] was taken (``elementwise_variances``), else NaN."""
+        return float("nan") if mean is None else _Derived(_variance_from_moments, (second, mean))
 
     def _one_seed(self, shape: torch.Size) -> tuple[int, ...]:
         """The shape one seed sees: dim 1 divided by the number of stacked seeds."""
@@ -589,10 +603,14 @@ class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
     ``stacked`` = S > 1: the model is S seeds stacked along dim 1 (``stacking.stack_models``) and
     every statistic is kept per seed, shape (S,) or (S, ...); ``references`` maps each stacked
     layer to one seed's layer, which gives the per-seed geometry and type.
+    ``elementwise_variances``: also take E[x] of each layer's output and gradients, for their
+    elementwise variances (else NaN); no verdict needs them, and on a CPU each is one more read.
     """
 
-    def __init__(self, model: nn.Module, stacked: int = 1, references: dict[nn.Module, nn.Module] | None = None):
+    def __init__(self, model: nn.Module, stacked: int = 1, references: dict[nn.Module, nn.Module] | None = None,
+                 elementwise_variances: bool = False):
         self.stacked = stacked
+        self.elementwise_variances = elementwise_variances  # also E[x] of outputs and gradients (one read each)
         self.references = references or {}
         self.calls: list[_Call] = []
         self.sums: list[_Sum] = []
@@ -614,6 +632,8 @@ class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
         self.norm_ops_at: dict = {}
         self.activation_at: dict = {}  # activation modules entered on the followed path
         self.seen: Counter = Counter()
+        self.known: dict[tuple[int, str], tuple[Any, int, Any]] = {}  # (id, what) -> (weakref, version, value)
+        self.entered_input: torch.Tensor | None = None
         self.scratch = _Scratch()
         self.raw = _RawStore(stacked)
         self.handles: list = []
@@ -641,6 +661,7 @@ class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
         scratch buffer, which the backward grows again from the small gradients at the output."""
         self.frontier = self.stream = None
         self.stream_aliases = []
+        self.known = {}
         self.scratch = _Scratch()
         self.layer_nodes, self.reset_nodes = {}, set()  # graph nodes hold saved tensors: let the backward free them
 
@@ -669,6 +690,42 @@ class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
             # a normalization written in Python (Hugging Face's RMSNorm, T5's LayerNorm): no norm op was seen
             with torch._C.DisableTorchFunction():
                 self._record_norm(args[0], output, _module_eps(module), _is_rms(module), getattr(module, "weight", None))
+
+    # -- one reduction per tensor: statistics of a tensor that several records read ------------
+
+    def _known(self, tensor: torch.Tensor, what: str) -> Any:
+        """What ``_remember`` kept for this tensor object unchanged since (its version), or None."""
+        entry = self.known.get((id(tensor), what))
+        if entry is not None and entry[0]() is tensor and entry[1] == tensor._version:
+            return entry[2]
+        return None
+
+    def _remember(self, tensor: torch.Tensor, what: str, value: Any) -> None:
+        """Keep ``value`` for this tensor object: a weak reference, so a freed tensor's id cannot
+        match another tensor's; an in-place op bumps its version and voids the entry."""
+        self.known[(id(tensor), what)] = (weakref.ref(tensor), tensor._version, value)
+
+    def _moments_of(self, tensor: torch.Tensor, mean: bool = True) -> tuple[Any, Any]:
+        """(E[x] or None without ``mean``, E[x²]) of a tensor, taken once however many records read it
+        (a layer's output is a normalization's input; a sum's operands are layer inputs and outputs)."""
+        known = self._known(tensor, "moments")
+        if known is None:
+            known = _moments(self.raw, tensor, self.stacked) if mean else (None, _second_moment(self.raw, tensor,
+                                                                                                self.stacked))
+        elif mean and known[0] is None:
+            known = (_mean(self.raw, tensor, self.stacked), known[1])
+        self._remember(tensor, "moments", known)
+        return known
+
+    def _unit_sums_of(self, tensor: torch.Tensor, dim: int) -> tuple[Any, int]:
+        """``_unit_sums`` of a tensor along ``dim``, taken once: a ReLU's dead units and the next
+        layer's input unit means read the same sums."""
+        what = f"unit_sums/{dim}"
+        known = self._known(tensor, what)
+        if known is None:
+            known = _unit_sums(self.raw, tensor, dim, self.stacked)
+            self._remember(tensor, what, known)
+        return known
 
     def _where(self) -> str:
         """Name of the innermost module running now ('' for the model itself)."""

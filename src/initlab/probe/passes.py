@@ -112,12 +112,13 @@ def _detached_input(value: torch.Tensor) -> torch.Tensor:
 
 
 def _run_pass(model: nn.Module, example_input: ModelInput, seed: int, stacked_seeds: Sequence[int] = (),
-              references: dict[nn.Module, nn.Module] | None = None) -> tuple[torch.Tensor, _PassLayout, list[nn.Module]]:
+              references: dict[nn.Module, nn.Module] | None = None,
+              elementwise_variances: bool = False) -> tuple[torch.Tensor, _PassLayout, list[nn.Module]]:
     """One forward+backward with statistics. ``stacked_seeds``: the model is ``len(stacked_seeds)``
     seeds stacked along dim 1 (``stacking``); each gets its own output direction, and the flat
-    statistics come back as one row per seed."""
+    statistics come back as one row per seed. ``elementwise_variances``: ``capture._Recorder``'s."""
     stacked = max(1, len(stacked_seeds))
-    recorder = _Recorder(model, stacked, references)
+    recorder = _Recorder(model, stacked, references, elementwise_variances)
     calls = recorder.calls
     try:
         inputs = _map_tensors(example_input, _detached_input)

@@ -129,8 +129,10 @@ def _largest_abs(values: np.ndarray) -> np.ndarray:
     return np.abs(_per_seed(values)).max(axis=1)
 
 
-def _dead_fraction(largest: np.ndarray) -> np.ndarray:
-    return (_per_seed(largest) <= 0).mean(axis=1)
+def _dead_fraction(unit_sums: np.ndarray) -> np.ndarray:
+    """The fraction of a ReLU's units that are 0 on every element: the output is ≥ 0, so a unit is
+    dead exactly when its sum is 0 (a sum of non-negative floats cancels nothing)."""
+    return (_per_seed(unit_sums) <= 0).mean(axis=1)
 
 
 def _product(*factors: Any) -> Any:
@@ -297,16 +299,21 @@ def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int,
     return second_map, _Derived(_mean_per_seed, (second_map,)), None, units
 
 
-def _unit_means(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1) -> _Derived:
-    """Mean of each unit (channel after a conv, feature otherwise) over every other dimension;
-    per seed with S stacked seeds (units along dim 1). One reduction; the division on the host."""
+def _unit_sums(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1) -> tuple[_Slot, int]:
+    """(Σx of each unit, channel after a conv, feature otherwise, over every other dimension, the
+    count of elements each sums); per seed with S stacked seeds (units along dim 1). One reduction."""
     data = _float_data(tensor)
     if stacked > 1:
         blocks = data.reshape(data.shape[0], stacked, data.shape[1] // stacked, -1)
-        return _divided(store.add(blocks.sum(dim=(0, 3))), blocks.shape[0] * blocks.shape[3])
+        return store.add(blocks.sum(dim=(0, 3))), blocks.shape[0] * blocks.shape[3]
     if data.dim() <= 1:
-        return _divided(store.add(data), 1)
-    return _divided(store.add(data.sum(dim=[d for d in range(data.dim()) if d != dim])), data.numel() // data.shape[dim])
+        return store.add(data), 1
+    return store.add(data.sum(dim=[d for d in range(data.dim()) if d != dim])), data.numel() // data.shape[dim]
+
+
+def _unit_means(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1) -> _Derived:
+    """Mean of each unit over every other dimension (``_unit_sums``, the division on the host)."""
+    return _divided(*_unit_sums(store, tensor, dim, stacked))
 
 
 def _unit_second_moments(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1,
@@ -334,18 +341,20 @@ def _unit_second_moments(store: _RawStore, tensor: torch.Tensor, dim: int, stack
 
 
 def _moments_with_units(store: _RawStore, tensor: torch.Tensor, dim: int, scratch: _Scratch,
-                        stacked: int = 1) -> tuple[Any, Any, Any]:
-    """(E[x], E[x²], E[x²] per unit along ``dim``); per seed with S stacked seeds.
+                        stacked: int = 1, mean: bool = True) -> tuple[Any, Any, Any]:
+    """(E[x] or None without ``mean``, E[x²], E[x²] per unit along ``dim``); per seed with S stacked seeds.
 
-    CPU: one square into the scratch buffer summed per unit, E[x²] being the units' mean (each unit
-    holds the same number of elements), and one sum for E[x]. GPU: ``_moments``' Welford pass and the
-    units' norms."""
+    E[x²] is the units' mean (each unit holds the same number of elements). CPU: one square into
+    the scratch buffer summed per unit, and one sum for E[x]. GPU: the units' norms, and with
+    ``mean`` ``_moments``' Welford pass instead. E[x] costs one more read of the tensor on a CPU:
+    only the elementwise variances need it (``elementwise_variances``), no verdict does."""
     data = _float_data(tensor)
-    if _uses_welford(data) or data.dim() <= 1:
-        mean, second = _moments(store, data, stacked)
-        return mean, second, _unit_second_moments(store, data, dim, stacked)
-    units = _unit_second_moments(store, data, dim, stacked, scratch.square(data.contiguous()))
-    return _mean(store, data, stacked), _Derived(_mean_per_seed, (units,)), units
+    if data.dim() <= 1 or (mean and _uses_welford(data)):
+        first, second = _moments(store, data, stacked)
+        return first if mean else None, second, _unit_second_moments(store, data, dim, stacked)
+    squares = None if _uses_welford(data) else scratch.square(data.contiguous())
+    units = _unit_second_moments(store, data, dim, stacked, squares)
+    return _mean(store, data, stacked) if mean else None, _Derived(_mean_per_seed, (units,)), units
 
 
 CORRELATION_EXAMPLES = 16  # the examples whose pairwise inner products a layer's output records

@@ -54,12 +54,13 @@ def _buffers_restored(model: nn.Module) -> Iterator[None]:
                     buffer.copy_(buffers[name])
 
 
-def _probe_one(model: nn.Module, example_input: ModelInput, seed: int,
-               scheme: Scheme | None) -> tuple[torch.Tensor, _PassLayout]:
+def _probe_one(model: nn.Module, example_input: ModelInput, seed: int, scheme: Scheme | None,
+               elementwise_variances: bool = False) -> tuple[torch.Tensor, _PassLayout]:
     """Probe one model once; return its statistics (still on the device) and their layout."""
     with _buffers_restored(model):
         device = _model_device(model)
-        flat, layout, modules_by_call = _run_pass(model, _map_tensors(example_input, lambda t: t.to(device)), seed)
+        flat, layout, modules_by_call = _run_pass(model, _map_tensors(example_input, lambda t: t.to(device)), seed,
+                                                  elementwise_variances=elementwise_variances)
     if scheme is not None:
         _nominal(layout, modules_by_call, model, scheme)
     return flat, layout
@@ -76,7 +77,7 @@ def _projected(model: nn.Module, example_input: ModelInput, seed: int, projectio
 
 
 def _probe_stacked(instances: list[nn.Module], example_input: ModelInput, seeds: list[int],
-                   scheme: Scheme | None) -> tuple[torch.Tensor, _PassLayout]:
+                   scheme: Scheme | None, elementwise_variances: bool = False) -> tuple[torch.Tensor, _PassLayout]:
     """Probe S seeds' models in one pass of them stacked; return their statistics, one row per
     seed (still on the device), and the layout every row shares."""
     if not isinstance(example_input, torch.Tensor) or example_input.dim() < 2:
@@ -85,7 +86,7 @@ def _probe_stacked(instances: list[nn.Module], example_input: ModelInput, seeds:
     device = _model_device(instances[0])
     try:
         flat, layout, modules_by_call = _run_pass(network, repeat_input(example_input.to(device), len(seeds)),
-                                                  seeds[0], seeds, references)
+                                                  seeds[0], seeds, references, elementwise_variances)
     except ProbeError:
         # The stacked net's shapes are S times one seed's: one seed's pass on the same input raises
         # the error in the model's own terms (a wrong input shape), as the sequential probe would.
@@ -115,7 +116,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
           init: str | Scheme | None = None, seeds: int | Sequence[int] = 1,
           device: str | torch.device | None = None, config: dict | None = None,
           progress: Callable[[int, int], None] | None = None, batched: bool | None = None,
-          jacobian_projections: int = 0) -> "ProbeResult":
+          jacobian_projections: int = 0, elementwise_variances: bool = False) -> "ProbeResult":
     """Return per-layer activation and gradient statistics of ``model`` on ``example_input``.
 
     ``model`` is an ``nn.Module`` or a zero-argument factory. With no other argument the module
@@ -136,6 +137,10 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
     ``jacobian_projections``: with k > 0, also estimate the spectrum of the input–output Jacobian
     from k random projections per seed (``probe.projections``: k backward and k forward-mode passes
     more), in ``ProbeResult.jacobian`` beside the closed form of ``conditioning``.
+
+    ``elementwise_variances``: also fill ``output_variance``, ``grad_output_variance`` and
+    ``grad_input_variance`` (Var = E[x²] − E[x]² of each layer's output and gradients; NaN
+    otherwise). No verdict needs them; on a CPU each costs one more read of the tensor.
     """
     scheme = parse_scheme(init) if init is not None else None
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
@@ -165,7 +170,8 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
         if batched or (batched is None and len(seed_list) > 1 and device_used.type == "cuda"):
             instances = [instance_for(seed) for seed in seed_list]
             try:
-                passes = [(*_probe_stacked(instances, example_input, seed_list, scheme), seed_list)]
+                passes = [(*_probe_stacked(instances, example_input, seed_list, scheme, elementwise_variances),
+                           seed_list)]
             except StackingError as error:
                 if batched:
                     raise ProbeError(f"batched seeds: {error}; probe one pass per seed (batched=False)") from None
@@ -176,7 +182,7 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
         if not passes:  # one pass per seed, reusing the instances built for a stacking that did not apply
             for position, seed in enumerate(seed_list):
                 instance = instances[position] if instances else instance_for(seed)
-                passes.append((*_probe_one(instance, example_input, seed, scheme), [seed]))
+                passes.append((*_probe_one(instance, example_input, seed, scheme, elementwise_variances), [seed]))
                 if jacobian_projections:
                     projected[seed] = _projected(instance, example_input, seed, jacobian_projections)
                 if progress is not None:
@@ -206,6 +212,8 @@ def probe(model: nn.Module | Callable[[], nn.Module], example_input: ModelInput 
     info.update(config or {})
     if jacobian_projections:
         info["jacobian_projections"] = jacobian_projections
+    if elementwise_variances:
+        info["elementwise_variances"] = True
     frame = build_frame(records)
     jacobian = build_jacobian_frame(frame, projections_host, info["init"], info["batch_size"])
     return ProbeResult(frame, info, build_sum_frame(records), build_dead_frame(records), build_norm_frame(records),
