@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from initlab.probe import reductions
-from initlab.probe.reductions import (_RawStore, _Scratch, _evaluate, _moments, _parameter_second_moments,
-                                      _position_moments, _second_moment, _unit_means, _unit_second_moments,
-                                      _variance_and_second_moment)
+from initlab.probe.reductions import (_RawStore, _Scratch, _channel_square_sums, _dead_fraction, _evaluate, _moments,
+                                      _moments_with_units, _parameter_second_moments, _position_moments,
+                                      _reads_channels_once, _second_moment, _unit_means, _unit_second_moments,
+                                      _unit_sums, _variance_and_second_moment)
 
 
 def _x(*shape, seed=0):
@@ -45,6 +46,43 @@ def test_moments_and_maps_are_their_formulas_on_either_path(monkeypatch, welford
     np.testing.assert_allclose(_value(store, unit_seconds)[0], x64.square().mean(dim=(0, 2, 3)).numpy(), rtol=1e-5)
     np.testing.assert_allclose(_value(store, feature_seconds)[0], x64.reshape(-1, 6).square().mean(dim=0).numpy(),
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("welford", [False, True])
+@pytest.mark.parametrize("layout", ["channels", "channels-strided", "features"])
+def test_moments_with_units_are_their_formulas_with_and_without_the_mean(monkeypatch, welford, layout):
+    monkeypatch.setattr(reductions, "_uses_welford", lambda data: welford)
+    x = {"channels": _x(4, 3, 5, 6), "channels-strided": _x(4, 5, 6, 3).permute(0, 3, 1, 2),
+         "features": _x(4, 7, 6)}[layout]
+    dim = 2 if layout == "features" else 1
+    assert _reads_channels_once(x, dim) == (layout == "channels" and not welford)  # the batched dot products' seam
+    x64 = x.double()
+    others = [d for d in range(x.dim()) if d != dim]
+    for with_mean in (True, False):
+        store = _RawStore()
+        mean, second, units = _moments_with_units(store, x, dim, _Scratch(), mean=with_mean)
+        assert (mean is None) == (not with_mean)
+        if with_mean:
+            assert _scalar(store, mean) == pytest.approx(float(x64.mean()), rel=1e-5, abs=1e-7)
+        assert _scalar(store, second) == pytest.approx(float(x64.square().mean()), rel=1e-6)
+        np.testing.assert_allclose(_value(store, units)[0], x64.square().mean(dim=others).numpy(), rtol=1e-6)
+    # the plain formula beside the trick, on a tensor large enough for bmm's blocked kernel
+    big = _x(16, 8, 33, 31, seed=3)
+    np.testing.assert_allclose(_channel_square_sums(big).double().numpy(),
+                               big.double().square().sum(dim=(0, 2, 3)).numpy(), rtol=1e-6)
+
+
+def test_dead_units_are_the_relu_units_whose_sum_is_zero():
+    relu = torch.relu(_x(4, 5, 3, 3))
+    relu[:, 1] = 0.0
+    relu[:, 3] = 0.0
+    relu[0, 3, 0, 0] = 1e-30  # alive by a hair: a sum of non-negative floats cancels nothing
+    store = _RawStore()
+    sums, count = _unit_sums(store, relu, 1)
+    assert count == 4 * 3 * 3
+    fraction = _value(store, reductions._Derived(_dead_fraction, (sums,)))
+    largest = relu.amax(dim=(0, 2, 3))
+    assert float(np.asarray(fraction).reshape(-1)[0]) == pytest.approx(float((largest <= 0).float().mean())) == 0.2
 
 
 def test_unit_second_moments_of_stacked_seeds_are_each_seeds_own():
