@@ -216,8 +216,29 @@ def sweep_bound(device: torch.device, x: torch.Tensor, seeds: int, sequential: f
     bare, floor, _ = paired(lambda: _bare_pass(model, x), lambda: _one_read_pass(model, x), 3 if quick else 9,
                             device)
     least = seeds * (work / rate + max(floor - bare, 0.0))
+    one, stacked = conv_rates(device, x.shape[0], seeds, 2 if quick else 5)
     return sequential / least, (f"F {work / 1e9:.1f} GFLOP at R {rate / 1e9:.0f} GFLOP/s = {work / rate * 1e3:.0f} ms, "
-                                f"t_read {max(floor - bare, 0.0) * 1e3:.0f} ms, per seed")
+                                f"t_read {max(floor - bare, 0.0) * 1e3:.0f} ms, per seed; a stage-1 conv forward "
+                                f"{one / 1e9:.0f} GFLOP/s, {seeds} of them stacked (groups={seeds}) {stacked / 1e9:.0f}")
+
+
+def conv_rates(device: torch.device, batch: int, seeds: int, repeats: int) -> tuple[float, float]:
+    """(FLOP/s of plain-30's first-stage 16→16 3×3 conv forward on 32×32, of ``seeds`` of them stacked
+    as ``stacking`` stacks them: one conv of 16·S channels with S groups)."""
+    rates = []
+    for groups in (1, seeds):
+        conv = torch.nn.Conv2d(16 * groups, 16 * groups, 3, padding=1, groups=groups).to(device)
+        x = torch.randn(batch, 16 * groups, 32, 32, device=device)
+        times = []
+        with torch.no_grad():
+            for _ in range(repeats + 1):
+                _sync(device)
+                start = time.perf_counter()
+                conv(x)
+                _sync(device)
+                times.append(time.perf_counter() - start)
+        rates.append(2 * batch * 32 * 32 * 16 * 16 * 9 * groups / statistics.median(times[1:]))
+    return rates[0], rates[1]
 
 
 # -- 3. training throughput --------------------------------------------------------------------
