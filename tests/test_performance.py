@@ -145,8 +145,9 @@ def test_cuda_probe_synchronizes_no_more_with_more_layers_and_batched_equals_seq
 
 
 def test_the_gpu_reductions_give_the_cpu_numbers(monkeypatch):
-    """The GPU path (one Welford ``var_mean`` per statistic, run here on the CPU) equals the CPU
-    path (dot products and sums) on plain, batched, PReLU and residual nets."""
+    """The GPU path (one Welford ``var_mean`` per statistic, the units' norms; run here on the CPU)
+    equals the CPU path (dot products, sums, batched row dot products) on plain, batched, PReLU and
+    residual nets, with and without the elementwise variances."""
     reductions = sys.modules["initlab.probe.reductions"]
     sys.path.insert(0, str(ROOT / "tests"))
     from architectures import resnet18
@@ -155,12 +156,13 @@ def test_the_gpu_reductions_give_the_cpu_numbers(monkeypatch):
     cases = [(lambda: initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16)), "kaiming", False),
              (lambda: initlab.plain_net(depth=8, width=4, act="prelu", input_shape=(3, 16, 16)), "kaiming", True),
              (lambda: resnet18(width=8), "kaiming", False)]
-    for factory, init, batched in cases:
-        reference = initlab.probe(factory, x, init=init, seeds=2, batched=batched)
+    for (factory, init, batched), variances in zip(cases, (False, True, True)):
+        reference = initlab.probe(factory, x, init=init, seeds=2, batched=batched, elementwise_variances=variances)
         with monkeypatch.context() as patch:
             patch.setattr(reductions, "_uses_welford", lambda data: True)
-            welford = initlab.probe(factory, x, init=init, seeds=2, batched=batched)
+            welford = initlab.probe(factory, x, init=init, seeds=2, batched=batched, elementwise_variances=variances)
         _assert_same_probe(reference, welford)
+        assert welford.frame["output_variance"].notna().all() == variances
 
 
 def test_benchmark_script_runs_and_reports_each_ratio_against_its_target(tmp_path):
