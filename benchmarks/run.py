@@ -14,8 +14,8 @@ medians over repeats and each ratio is the ratio of the two medians.
 - sweep: S=16 seeds probed sequentially over the same 16 seeds probed batched (``batched=True``).
   Target ≥ 1.5 on a CPU, ≥ 5 on a GPU. Printed beside it: the most any batching could gain here,
   from the FLOPs at the machine's matrix-product rate (``sweep_bound``). A miss where that bound is
-  itself below the target reads OUT, not MISS, and does not fail the run; so does the probe's
-  ≤ 1.05 where one read of each tensor alone costs more.
+  itself below the target reads OUT, not MISS, and does not fail the run. Beside the probe's
+  ≤ 1.05: the floor of any recorder (one read of each layer's tensors, ``_one_read_pass``).
 - train: ``initlab.train`` (history, per-epoch checkpoint and the CLI's progress bar on) in steps
   per second over a minimal hand-written loop, same model, data, optimizer and per-epoch
   validation. Target ≥ 0.97.
@@ -136,10 +136,9 @@ def bench_probe(device: torch.device, quick: bool) -> None:
     repeats = 5 if quick else 21
     bare, probed, ratio = paired(lambda: _bare_pass(model, x), lambda: _probe_pass(model, x), repeats, device)
     _, _, floor = paired(lambda: _bare_pass(model, x), lambda: _one_read_pass(model, x), repeats, device)
-    # one read of each layer's input, output and their gradients, nothing computed: if that alone is
-    # over the target, no recorder that reads them can meet it here
-    met = True if ratio <= 1.05 else None if floor > 1.05 else False
-    report("probe overhead, plain-30 b64", ratio, "≤ 1.05", met,
+    # one read of each layer's input, output and their gradients, nothing computed: the least any
+    # recorder of them costs (within this machine's noise of the target, so it excuses no miss)
+    report("probe overhead, plain-30 b64", ratio, "≤ 1.05", ratio <= 1.05,
            f"fwd+bwd {bare * 1e3:.1f} ms · probe {probed * 1e3:.1f} ms · one read per tensor ×{floor:.3f}")
 
 
