@@ -9,8 +9,9 @@ nothing there.
 
 Each statistic reads as its formula (E[x²] = Σx²/N: ``_second_moment``); the speed tricks sit
 behind one seam each: ``_uses_welford`` (one fused ``var_mean`` pass on a GPU, dot product and sum
-on a CPU), ``_Scratch`` (one reused buffer for the elementwise squares), ``_RawStore.flat`` (one
-concatenation of every reduction) and ``_parameter_second_moments`` (one multi-tensor norm).
+on a CPU), ``_Scratch`` (one reused buffer for the elementwise squares), ``_reads_channels_once``
+(a CPU's per-channel Σx² as batched row dot products, ``_channel_square_sums``), ``_RawStore.flat``
+(one concatenation of every reduction) and ``_parameter_second_moments`` (one multi-tensor norm).
 With ``stacked`` = S > 1 seeds stacked side by side (``stacking``) every statistic is per seed.
 """
 
