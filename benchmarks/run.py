@@ -73,7 +73,6 @@ from initlab.probe.seeds import _probe_one  # noqa: E402
 from initlab.files import atomic_write_text  # noqa: E402
 
 RESULTS: list[tuple[str, float, str, bool | None]] = []  # (name, value, target text, met; None: out of reach here)
-FLOORS: dict[str, float] = {}  # model label -> one read of each layer's tensors over a bare pass (``_one_read_pass``)
 INFO: list[tuple[str, float]] = []  # (name, value): figures printed with no target
 
 
@@ -191,14 +190,19 @@ def bench_sweep(device: torch.device, quick: bool) -> None:
 def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """The machine's dense float32 rate in FLOP/s: a size³ matrix product, median of ``repeats``."""
     a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    return 2 * size ** 3 / median_seconds(lambda: a @ b, repeats, device)
+
+
+def median_seconds(function: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """The median wall time of ``repeats`` calls of ``function`` after one warm-up call, synchronized."""
     times = []
     for _ in range(repeats + 1):
         _sync(device)
         start = time.perf_counter()
-        a @ b
+        function()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return 2 * size ** 3 / statistics.median(times[1:])
+    return statistics.median(times[1:])
 
 
 def sweep_bound(device: torch.device, x: torch.Tensor, seeds: int, sequential: float,
@@ -228,15 +232,9 @@ def conv_rates(device: torch.device, batch: int, seeds: int, repeats: int) -> tu
     for groups in (1, seeds):
         conv = torch.nn.Conv2d(16 * groups, 16 * groups, 3, padding=1, groups=groups).to(device)
         x = torch.randn(batch, 16 * groups, 32, 32, device=device)
-        times = []
         with torch.no_grad():
-            for _ in range(repeats + 1):
-                _sync(device)
-                start = time.perf_counter()
-                conv(x)
-                _sync(device)
-                times.append(time.perf_counter() - start)
-        rates.append(2 * batch * 32 * 32 * 16 * 16 * 9 * groups / statistics.median(times[1:]))
+            seconds = median_seconds(lambda: conv(x), repeats, device)
+        rates.append(2 * batch * 32 * 32 * 16 * 16 * 9 * groups / seconds)
     return rates[0], rates[1]
 
 
@@ -515,7 +513,6 @@ def bench_peers(device: torch.device, quick: bool) -> None:
         ratios = {name: statistics.median(times[name][1:]) / bare for name in recorders}
         for name, ratio in ratios.items():
             INFO.append((f"peers {label}: {name}", ratio))
-        FLOORS[label] = ratios["one read per tensor (floor)"]
         fastest = ratios["monitor hooks (fwd+bwd)"]
         report(f"probe vs peers, {label}", ratios["initlab probe"], f"≤ fwd+bwd peer {fastest:.3f}",
                ratios["initlab probe"] <= fastest,

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from initlab.probe import reductions
-from initlab.probe.reductions import (_RawStore, _Scratch, _channel_square_sums, _dead_fraction, _evaluate, _moments,
+from initlab.probe.reductions import (_RawStore, _Scratch, _channel_square_sums, _divided, _dead_fraction, _evaluate, _moments,
                                       _moments_with_units, _parameter_second_moments, _position_moments,
-                                      _reads_channels_once, _second_moment, _unit_means, _unit_second_moments,
+                                      _reads_channels_once, _second_moment, _unit_second_moments,
                                       _unit_sums, _variance_and_second_moment)
 
 
@@ -33,7 +33,7 @@ def test_moments_and_maps_are_their_formulas_on_either_path(monkeypatch, welford
     mean, second = _moments(store, x)
     variance, second_again = _variance_and_second_moment(store, x)
     second_map, overall, map_mean, unit_seconds = _position_moments(store, x, 2, _Scratch())
-    units = _unit_means(store, x, dim=1)
+    units = _divided(*_unit_sums(store, x, dim=1))  # per-unit means: the sums, divided on the host
     feature_seconds = _unit_second_moments(store, x.reshape(-1, 6), dim=1)
     x64 = x.double()
     assert _scalar(store, second) == pytest.approx(float(x64.square().mean()), rel=1e-6)  # E[x²] = Σx²/N

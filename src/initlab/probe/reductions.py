@@ -312,11 +312,6 @@ def _unit_sums(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 
     return store.add(data.sum(dim=[d for d in range(data.dim()) if d != dim])), data.numel() // data.shape[dim]
 
 
-def _unit_means(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1) -> _Derived:
-    """Mean of each unit over every other dimension (``_unit_sums``, the division on the host)."""
-    return _divided(*_unit_sums(store, tensor, dim, stacked))
-
-
 def _reads_channels_once(data: torch.Tensor, dim: int) -> bool:
     """Take a CPU tensor's per-channel Σx² as ``_channel_square_sums`` (units along dim 1 of a
     contiguous (N, C, ...) tensor): one read and no temporary, against a square into the scratch
