@@ -13,8 +13,9 @@ medians over repeats and each ratio is the ratio of the two medians.
   32×32) and a ResNet-50-sized net (torchvision's layout, 224×224). Target ≤ 1.05.
 - sweep: S=16 seeds probed sequentially over the same 16 seeds probed batched (``batched=True``).
   Target ≥ 1.5 on a CPU, ≥ 5 on a GPU. Printed beside it: the most any batching could gain here,
-  from the FLOPs at the machine's matrix-product rate (``sweep_bound``). A miss where that bound is
-  itself below the target reads OUT, not MISS, and does not fail the run. Beside the probe's
+  from the FLOPs at the fastest rate this machine runs plain-30's layers (``sweep_bound``; the
+  looser bound at the dense matrix-product rate beside it). A miss where that bound is itself
+  below the target reads OUT, not MISS, and does not fail the run. Beside the probe's
   ≤ 1.05: the floor of any recorder (one read of each layer's tensors, ``_one_read_pass``).
 - train: ``initlab.train`` (history, per-epoch checkpoint and the CLI's progress bar on) in steps
   per second over a minimal hand-written loop, same model, data, optimizer and per-epoch
@@ -39,7 +40,10 @@ medians over repeats and each ratio is the ratio of the two medians.
   tensor gradient hooks in the style of torch-surgeon-like monitors (mean/std/zero fraction
   forward, norm/std/max backward, three ``.item()`` each). Target: the probe at or below the
   fastest forward+backward peer. Beside them, the floor of any such recorder: one ``sum`` of each
-  layer's input, output and their gradients (no statistic, no sync).
+  layer's input, output and their gradients (no statistic, no sync). Printed with them: the
+  elements of the tensor operands of every computing aten op beyond the bare pass's, for the probe
+  and for that floor (each tensor argument counted: x·x into a buffer counts x twice and the
+  buffer once), how many reads the statistics cost.
 - ops (no target): device ops per pass (views and allocations left out; on a GPU about one kernel
   launch each) of a bare pass and of the probe; on a CPU also with the probe's GPU reductions.
 """
@@ -209,20 +213,76 @@ def sweep_bound(device: torch.device, x: torch.Tensor, seeds: int, sequential: f
                 quick: bool) -> tuple[float, str]:
     """(the largest speedup over ``sequential`` seconds that any batching of the S seeds' probes
     could reach here, how it was measured). Batching changes how the arithmetic is laid out, not
-    how much of it there is: a batched sweep still does S forwards+backwards (F FLOPs each, at best
-    at the machine's matrix-product rate R) and reads each seed's activations and gradients at
-    least once (one seed's ``_one_read_pass`` over its bare pass, t_read). So its time is at least
-    S·(F/R + t_read)."""
+    how much of it there is: a batched sweep still does S forwards+backwards of F FLOPs each and
+    reads each seed's activations and gradients at least once (one seed's ``_one_read_pass`` over
+    its bare pass, t_read). So its time is at least S·(F/R + t_read), R the fastest rate at which
+    this machine runs that arithmetic.
+
+    Two rates are measured and both bounds printed. The dense one, R = ``matmul_rate`` (a 2048³
+    product), is loose: plain-30's layers are 16-64-channel 3×3 convs, which no layout makes dense.
+    The bound that decides is R = ``layer_rate``: the fastest rate torch's kernels reach on these
+    very layers, over batch sizes and over running seeds side by side one per core. Batching the
+    seeds cannot beat it: each seed's convs have their own weights, so any layout computes S
+    separate products of a single seed's shapes (a stacked grouped conv runs them slower still,
+    ``conv_rates``), and one big batch through shared weights is the most reuse they could get."""
     model = plain_model(30, 16, device)
     work = flops(model, x)
-    rate = matmul_rate(device, repeats=2 if quick else 5)
+    dense = matmul_rate(device, repeats=2 if quick else 5)
+    layers, where = layer_rate(device, x, work, seeds, quick)
     bare, floor, _ = paired(lambda: _bare_pass(model, x), lambda: _one_read_pass(model, x), 3 if quick else 9,
                             device)
-    least = seeds * (work / rate + max(floor - bare, 0.0))
+    read = max(floor - bare, 0.0)
+    bound = {name: sequential / (seeds * (work / rate + read)) for name, rate in (("dense", dense), ("layers", layers))}
     one, stacked = conv_rates(device, x.shape[0], seeds, 2 if quick else 5)
-    return sequential / least, (f"F {work / 1e9:.1f} GFLOP at R {rate / 1e9:.0f} GFLOP/s = {work / rate * 1e3:.0f} ms, "
-                                f"t_read {max(floor - bare, 0.0) * 1e3:.0f} ms, per seed; a stage-1 conv forward "
-                                f"{one / 1e9:.0f} GFLOP/s, {seeds} of them stacked (groups={seeds}) {stacked / 1e9:.0f}")
+    return bound["layers"], (f"F {work / 1e9:.1f} GFLOP and t_read {read * 1e3:.0f} ms a seed at plain-30's best "
+                             f"layer rate {layers / 1e9:.0f} GFLOP/s ({where}); at the dense 2048³ rate "
+                             f"{dense / 1e9:.0f} GFLOP/s ×{bound['dense']:.2f}; a stage-1 conv forward "
+                             f"{one / 1e9:.0f} GFLOP/s, {seeds} of them stacked (groups={seeds}) {stacked / 1e9:.0f}")
+
+
+def layer_rate(device: torch.device, x: torch.Tensor, work: int, seeds: int, quick: bool) -> tuple[float, str]:
+    """(the fastest fwd+bwd FLOP rate measured on plain-30 width 16 for ``x``'s image size, where);
+    ``work``: the FLOPs of one pass at ``x``'s batch B (they scale with the batch). Tried: one bare
+    pass at a quarter, half, one and four times B, and at S·B on a GPU (one batch through shared
+    weights: the most reuse any layout of S seeds could have); on a CPU with several threads also
+    one pass per core at once (intra-op threads 1, each on its own model, as seeds run side by
+    side), at B/4 and B. ``quick``: B/4 and B only, side by side at B/4."""
+    batch = x.shape[0]
+    repeats = 1 if quick else 3
+    tried: dict[str, float] = {}
+    model = plain_model(30, 16, device)
+    sizes = [batch // 4, batch] if quick else [batch // 4, batch // 2, batch, 4 * batch]
+    sizes += [seeds * batch] if device.type == "cuda" and not quick else []
+    for size in sizes:
+        part = torch.randn(size, *x.shape[1:], device=device)
+        tried[f"one pass, batch {size}"] = work * size / batch / median_seconds(lambda: _bare_pass(model, part),
+                                                                                repeats, device)
+    cores = torch.get_num_threads()
+    if device.type == "cpu" and cores > 1:
+        models = [plain_model(30, 16, device) for _ in range(cores)]
+        for size in [batch // 4] if quick else [batch // 4, batch]:
+            part = torch.randn(size, *x.shape[1:], device=device)
+            tried[f"{cores} passes at once, 1 thread each, batch {size}"] = (
+                cores * work * size / batch / median_seconds(lambda: _side_by_side(models, part), repeats, device))
+    where = max(tried, key=tried.get)
+    return tried[where], where
+
+
+def _side_by_side(models: list[torch.nn.Module], x: torch.Tensor) -> None:
+    """One bare pass of each model at once, one Python thread each with one intra-op thread
+    (kernels drop the GIL, so the passes share the cores)."""
+    import threading
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        workers = [threading.Thread(target=_bare_pass, args=(model, x)) for model in models]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def conv_rates(device: torch.device, batch: int, seeds: int, repeats: int) -> tuple[float, float]:
@@ -513,10 +573,14 @@ def bench_peers(device: torch.device, quick: bool) -> None:
         ratios = {name: statistics.median(times[name][1:]) / bare for name in recorders}
         for name, ratio in ratios.items():
             INFO.append((f"peers {label}: {name}", ratio))
+        bare_elements, probe_elements, floor_elements = (count_device_ops(lambda: function(model, x))[1]
+                                                         for function in (_bare_pass, _probe_pass, _one_read_pass))
         fastest = ratios["monitor hooks (fwd+bwd)"]
         report(f"probe vs peers, {label}", ratios["initlab probe"], f"≤ fwd+bwd peer {fastest:.3f}",
                ratios["initlab probe"] <= fastest,
-               " · ".join(f"{name} ×{ratio:.3f}" for name, ratio in ratios.items()) + f" · bare {bare * 1e3:.0f} ms")
+               " · ".join(f"{name} ×{ratio:.3f}" for name, ratio in ratios.items()) + f" · bare {bare * 1e3:.0f} ms"
+               f" · operand elements beyond the bare pass: probe {(probe_elements - bare_elements) / 1e6:.0f} M, "
+               f"one read per tensor {(floor_elements - bare_elements) / 1e6:.0f} M")
 
 
 # -- device ops: what a GPU launches ----------------------------------------------------------------
@@ -526,22 +590,25 @@ _VIEW_OPS = {"view", "_unsafe_view", "reshape", "_reshape_alias", "as_strided", 
              "empty_like", "empty_strided", "lift_fresh"}  # no kernel of their own
 
 
-def count_device_ops(function: Callable[[], None]) -> int:
-    """The aten ops ``function`` dispatches that compute (views and allocations left out): on a GPU,
-    about one kernel launch each, the cost of a launch-bound probe."""
+def count_device_ops(function: Callable[[], None]) -> tuple[int, int]:
+    """(the aten ops ``function`` dispatches that compute, views and allocations left out: on a GPU
+    about one kernel launch each, the cost of a launch-bound probe; the elements of their tensor
+    arguments, each counted: x·x into an ``out=`` buffer counts x twice and the buffer once)."""
     from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
 
     class Counter(TorchDispatchMode):
-        count = 0
+        count = elements = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if func.__name__.split(".")[0] not in _VIEW_OPS:
                 Counter.count += 1
+                Counter.elements += sum(t.numel() for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))
             return func(*args, **(kwargs or {}))
 
     with Counter():
         function()
-    return Counter.count
+    return Counter.count, Counter.elements
 
 
 @contextlib.contextmanager
@@ -565,12 +632,11 @@ def bench_ops(device: torch.device, quick: bool) -> None:
               "ResNet-50": (resnet50().to(device), torch.randn(1, 3, 64, 64, device=device)),
               "transformer 4×128": (_small_transformer(device), torch.randn(1, 4, 128, device=device))}
     for label, (model, x) in models.items():
-        bare = count_device_ops(lambda: _bare_pass(model, x))
-        probe = count_device_ops(lambda: _probe_pass(model, x))
+        bare, probe = (count_device_ops(lambda: function(model, x))[0] for function in (_bare_pass, _probe_pass))
         line = f"bare {bare} · probe {probe} on {device.type}"
         if device.type == "cpu":
             with gpu_reductions():
-                line += f" · probe {count_device_ops(lambda: _probe_pass(model, x))} with the GPU's reductions"
+                line += f" · probe {count_device_ops(lambda: _probe_pass(model, x))[0]} with the GPU's reductions"
         INFO.append((f"device ops per pass, {label}", probe))
         print(f"info {'device ops per pass, ' + label:<34} {probe:8d}  (no target)  {line}", flush=True)
 

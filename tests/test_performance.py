@@ -173,7 +173,9 @@ def test_benchmark_script_runs_and_reports_each_ratio_against_its_target(tmp_pat
     rows = json.loads((tmp_path / "bench.json").read_text())
     # the host figure is printed with no target and does not count towards the exit code; a target
     # out of reach on this machine (a bound measured in the same run) does not either
-    assert [(row["target"], row["met"] is None) for row in rows] == [("≤ 1.05", False), ("≥ 1.5", False)] + [(None, True)] * 4
+    assert [row["target"] for row in rows] == ["≤ 1.05", "≥ 1.5"] + [None] * 4
+    # the probe's ≤ 1.05 is never excused; the sweep's ≥ 1.5 may be, by the bound measured beside it
+    assert rows[0]["met"] is not None and all(row["met"] is None for row in rows[2:])
     ops = {row["name"]: row["value"] for row in rows if row["name"].startswith("device ops")}
     assert list(ops) == ["device ops per pass, plain-30", "device ops per pass, ResNet-50",
                          "device ops per pass, transformer 4×128"] and min(ops.values()) > 100
