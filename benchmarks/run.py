@@ -223,8 +223,9 @@ def sweep_bound(device: torch.device, x: torch.Tensor, seeds: int, sequential: f
     The bound that decides is R = ``layer_rate``: the fastest rate torch's kernels reach on these
     very layers, over batch sizes and over running seeds side by side one per core. Batching the
     seeds cannot beat it: each seed's convs have their own weights, so any layout computes S
-    separate products of a single seed's shapes (a stacked grouped conv runs them slower still,
-    ``conv_rates``), and one big batch through shared weights is the most reuse they could get."""
+    separate products of a single seed's shapes (on this project's CPU a stacked grouped conv runs
+    them slower still, ``conv_rates``), and one big batch through shared weights is the most reuse
+    they could get."""
     model = plain_model(30, 16, device)
     work = flops(model, x)
     dense = matmul_rate(device, repeats=2 if quick else 5)
