@@ -200,3 +200,30 @@ def test_ab_script_compares_a_revision_with_the_working_tree():
     bad = subprocess.run([sys.executable, script, "no-such-revision"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and bad.stderr.startswith("error: cannot read initlab's probe.py at 'no-such-revision'")
     assert "Traceback" not in bad.stderr
+
+
+def test_the_running_sum_over_examples_gives_the_probe_of_the_square_and_sum(monkeypatch):
+    """A CPU's position maps summed over the batch one example at a time (``_example_square_sums``,
+    taken for examples of at least ``EXAMPLE_ELEMENTS``; here for every one) equal the square into the
+    scratch buffer and its sum, on plain (sequential and stacked seeds) and residual nets."""
+    reductions = sys.modules["initlab.probe.reductions"]
+    sys.path.insert(0, str(ROOT / "tests"))
+    from architectures import resnet18
+
+    x = _input(8, 3, 16, 16)
+    cases = [(lambda: initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16)), False),
+             (lambda: initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16)), True),
+             (lambda: resnet18(width=8), False)]
+    for factory, batched in cases:
+        reference = initlab.probe(factory, x, init="kaiming", seeds=2, batched=batched)
+        summed = []
+        with monkeypatch.context() as patch:
+            patch.setattr(reductions, "EXAMPLE_ELEMENTS", 1)
+            running_sum = reductions._example_square_sums
+            patch.setattr(reductions, "_example_square_sums", lambda *a: summed.append(1) or running_sum(*a))
+            accumulated = initlab.probe(factory, x, init="kaiming", seeds=2, batched=batched)
+        _assert_same_probe(reference, accumulated)
+        # the running sum took each pass's input map and output-gradient map of every conv (the frame
+        # has a row per seed and conv; stacked seeds share one pass)
+        conv_rows = int((accumulated.frame["kind"] == "conv").sum())
+        assert conv_rows > 0 and len(summed) == 2 * conv_rows // (2 if batched else 1)

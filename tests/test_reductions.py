@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from initlab.probe import reductions
-from initlab.probe.reductions import (_RawStore, _Scratch, _channel_square_sums, _divided, _dead_fraction, _evaluate, _moments,
-                                      _moments_with_units, _parameter_second_moments, _position_moments,
+from initlab.probe.reductions import (_RawStore, _Scratch, _accumulates_examples, _channel_square_sums, _divided,
+                                      _dead_fraction, _evaluate, _example_square_sums, _moments, _moments_with_units, _parameter_second_moments, _position_moments,
                                       _reads_channels_once, _second_moment, _unit_second_moments,
                                       _unit_sums, _variance_and_second_moment)
 
@@ -46,6 +46,25 @@ def test_moments_and_maps_are_their_formulas_on_either_path(monkeypatch, welford
     np.testing.assert_allclose(_value(store, unit_seconds)[0], x64.square().mean(dim=(0, 2, 3)).numpy(), rtol=1e-5)
     np.testing.assert_allclose(_value(store, feature_seconds)[0], x64.reshape(-1, 6).square().mean(dim=0).numpy(),
                                rtol=1e-5)
+
+
+@pytest.mark.parametrize("stacked", [1, 2])
+def test_position_maps_are_their_formulas_either_side_of_the_running_sum_over_examples(stacked):
+    big = _x(3, 64, 32, 33, seed=5)  # 67,584 elements an example: summed over the batch one example at a time
+    small = big[:, :8].contiguous()  # 8,448: squared into the scratch buffer and summed
+    assert _accumulates_examples(big.view(3, -1)) and not _accumulates_examples(small.view(3, -1))
+    np.testing.assert_allclose(_example_square_sums(big.view(3, -1), _Scratch()).double().numpy(),
+                               big.double().square().sum(0).reshape(-1).numpy(), rtol=1e-6)  # the plain formula
+    for x in (big, small):
+        store, scratch = _RawStore(stacked), _Scratch()
+        second_map, overall, _, units = _position_moments(store, x, 2, scratch, stacked)
+        scratch.square(torch.ones(2, 300, 300))  # the buffer is reused at once: the statistics do not live in it
+        seeds = x.double().reshape(3, stacked, -1, 32, 33)
+        for seed in range(stacked):
+            own = seeds[:, seed]
+            np.testing.assert_allclose(_value(store, second_map)[seed], own.square().mean(dim=(0, 1)).numpy(), rtol=1e-5)
+            np.testing.assert_allclose(_value(store, units)[seed], own.square().mean(dim=(0, 2, 3)).numpy(), rtol=1e-5)
+            assert _value(store, overall)[seed] == pytest.approx(float(own.square().mean()), rel=1e-5)
 
 
 @pytest.mark.parametrize("welford", [False, True])

@@ -10,7 +10,9 @@ nothing there.
 Each statistic reads as its formula (E[x²] = Σx²/N: ``_second_moment``); the speed tricks sit
 behind one seam each: ``_uses_welford`` (one fused ``var_mean`` pass on a GPU, dot product and sum
 on a CPU), ``_Scratch`` (one reused buffer for the elementwise squares), ``_reads_channels_once``
-(a CPU's per-channel Σx² as batched row dot products, ``_channel_square_sums``), ``_RawStore.flat``
+(a CPU's per-channel Σx² as batched row dot products, ``_channel_square_sums``),
+``_accumulates_examples`` (a CPU's Σ over the batch of x² as a running sum one example at a time,
+``_example_square_sums``), ``_RawStore.flat``
 (one concatenation of every reduction) and ``_parameter_second_moments`` (one multi-tensor norm).
 With ``stacked`` = S > 1 seeds stacked side by side (``stacking``) every statistic is per seed.
 """
@@ -280,15 +282,20 @@ def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int,
         second_map = _Derived(_second_from_moments, (store.add(variance.view(*row, *spatial)), mean_map))
         units = _unit_second_moments(store, data, 1, stacked) if data.dim() == spatial_dims + 2 else None
         return second_map, _Derived(_mean_per_seed, (second_map,)), _Derived(_mean_per_seed, (mean_map,)), units
-    squares = scratch.square(data.contiguous())
     if data.dim() == spatial_dims + 2:
         # one reduction over the batch gives the (channel, position) map; the position map and the
         # per-channel moments are its two small sums
         batch, channels = data.shape[0], data.shape[1] // stacked
-        by_channel = squares.view(batch, stacked * channels * positions).sum(0).view(*row, channels, positions)
+        examples = data.contiguous().view(batch, stacked * channels * positions)
+        if _accumulates_examples(examples):
+            by_channel = _example_square_sums(examples, scratch)
+        else:
+            by_channel = scratch.square(examples).sum(0)
+        by_channel = by_channel.view(*row, channels, positions)
         sums, count = by_channel.sum(-2), batch * channels
         units = _divided(store.add(by_channel.sum(-1)), batch * positions)
     else:
+        squares = scratch.square(data.contiguous())
         units = None
         if stacked > 1:
             blocks = squares.view(data.shape[0], stacked, -1, positions)
@@ -298,6 +305,28 @@ def _position_moments(store: _RawStore, tensor: torch.Tensor, spatial_dims: int,
             sums, count = squares.sum(0), squares.shape[0]
     second_map = _divided(store.add(sums.view(*row, *spatial)), count)
     return second_map, _Derived(_mean_per_seed, (second_map,)), None, units
+
+
+EXAMPLE_ELEMENTS = 1 << 16  # an example at least this large is accumulated (``_accumulates_examples``)
+
+
+def _accumulates_examples(examples: torch.Tensor) -> bool:
+    """Take a CPU (N, M) tensor's Σ over examples of x² as ``_example_square_sums`` where each example
+    holds at least ``EXAMPLE_ELEMENTS``: the square and sum over a scratch buffer as large as the
+    tensor write and reread all of it, while a running sum the size of one example stays in cache.
+    Measured on this project's 2-core CPU: 2.75 against 0.25 ms for 2×256×56², 5.50 against 2.06
+    for 32×64×56², 0.43 against 0.38 for 16×512×14² (100 K an example); below the threshold the N
+    dispatches cost more (0.19 against 0.39 ms for 32×16×32²)."""
+    return not _uses_welford(examples) and examples.dim() == 2 and examples.shape[1] >= EXAMPLE_ELEMENTS
+
+
+def _example_square_sums(examples: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
+    """Σ over dim 0 of x² for an (N, M) tensor as a running sum, one example at a time, in the
+    scratch buffer (valid until its next square). The plain formula: ``examples.square().sum(0)``."""
+    total = scratch.square(examples[0])
+    for example in examples[1:]:
+        total.addcmul_(example, example)
+    return total
 
 
 def _unit_sums(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1) -> tuple[_Slot, int]:
