@@ -7,9 +7,9 @@ import torch
 
 from initlab.probe import reductions
 from initlab.probe.reductions import (_RawStore, _Scratch, _accumulates_examples, _channel_square_sums, _divided,
-                                      _dead_fraction, _evaluate, _example_square_sums, _moments, _moments_with_units, _parameter_second_moments, _position_moments,
-                                      _reads_channels_once, _second_moment, _unit_second_moments,
-                                      _unit_sums, _variance_and_second_moment)
+                                      _dead_fraction, _evaluate, _example_square_sums, _moments, _moments_with_units,
+                                      _parameter_second_moments, _position_moments, _reads_channels_once,
+                                      _second_moment, _unit_second_moments, _unit_sums, _variance_and_second_moment)
 
 
 def _x(*shape, seed=0):

@@ -314,9 +314,9 @@ def _accumulates_examples(examples: torch.Tensor) -> bool:
     """Take a CPU (N, M) tensor's Σ over examples of x² as ``_example_square_sums`` where each example
     holds at least ``EXAMPLE_ELEMENTS``: the square and sum over a scratch buffer as large as the
     tensor write and reread all of it, while a running sum the size of one example stays in cache.
-    Measured on this project's 2-core CPU: 2.75 against 0.25 ms for 2×256×56², 5.50 against 2.06
-    for 32×64×56², 0.43 against 0.38 for 16×512×14² (100 K an example); below the threshold the N
-    dispatches cost more (0.19 against 0.39 ms for 32×16×32²)."""
+    Measured on this project's 2-core CPU, tensors not in cache: 2.22 against 1.05 ms for 4×256×56²,
+    0.76 against 0.64 for 8×256×28² (200 K an example); below the threshold the N dispatches cost
+    more (0.52 against 0.89 ms for 64×16×32², 16 K an example)."""
     return not _uses_welford(examples) and examples.dim() == 2 and examples.shape[1] >= EXAMPLE_ELEMENTS
 
 
