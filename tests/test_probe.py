@@ -130,6 +130,38 @@ def test_batchnorm_running_statistics_are_restored_in_training_mode():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+class _CountingLinear(nn.Linear):
+    """A Linear whose forward writes its buffers: a float64 counter alone in its dtype, a
+    non-contiguous float32 view-backed buffer, a bool flag, and a buffer it replaces."""
+
+    def __init__(self):
+        super().__init__(4, 4)
+        self.register_buffer("calls", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("strided", torch.arange(12.0).reshape(3, 4).t())  # non-contiguous
+        self.register_buffer("seen", torch.zeros(2, dtype=torch.bool))
+        self.register_buffer("replaced", torch.ones(3))
+
+    def forward(self, x):
+        self.calls += 1
+        self.strided.mul_(-1)
+        self.seen.fill_(True)
+        self.replaced = torch.full((3,), 7.0)  # a new tensor under the same name
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("multi_tensor_clone", [True, False])  # False: torch before _foreach_clone
+def test_every_buffer_is_restored_whatever_its_dtype_layout_or_replacement(monkeypatch, multi_tensor_clone):
+    if not multi_tensor_clone:
+        monkeypatch.delattr(torch, "_foreach_clone", raising=False)
+    model = nn.Sequential(_CountingLinear(), nn.ReLU(), nn.Linear(4, 2))
+    before = _state(model)
+    initlab.probe(model, _input(8, 4))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], v) and before[k].dtype == v.dtype for k, v in after.items())
+    assert not model[0].strided.is_contiguous()  # the buffer itself is kept, its values put back
+    assert model[0].replaced.tolist() == [1.0, 1.0, 1.0]  # the replacement is given the values at entry
+
+
 def test_reinitialization_works_on_a_copy_and_apply_init_changes_in_place():
     torch.manual_seed(4)
     model = initlab.mlp(depth=4, width=16)
