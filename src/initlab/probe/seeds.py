@@ -53,30 +53,30 @@ def _buffers_restored(model: nn.Module) -> Iterator[None]:
     Torch before ``_foreach_clone`` clones one by one; a buffer that is not a dense strided tensor
     is cloned and copied on its own."""
     entry = dict(model.named_buffers())
-    groups: dict[Any, list[str]] = {}
+    by_device: dict[torch.device, list[str]] = {}  # the dense strided buffers of each device
     for name, buffer in entry.items():
-        groups.setdefault(buffer.device if buffer.layout == torch.strided else name, []).append(name)
-    saved = {key: _clones([entry[name].detach() for name in names]) for key, names in groups.items()}
+        if buffer.layout == torch.strided:
+            by_device.setdefault(buffer.device, []).append(name)
+    dense = [(names, _clones([entry[name].detach() for name in names])) for names in by_device.values()]
+    others = {name: buffer.detach().clone() for name, buffer in entry.items() if buffer.layout != torch.strided}
     try:
         yield
     finally:
         now = dict(model.named_buffers())
         with torch.no_grad():
-            for key, names in groups.items():
-                pairs = [(now[name], value) for name, value in zip(names, saved[key]) if name in now]
-                if isinstance(key, str):
-                    for target, value in pairs:
-                        target.copy_(value)
-                elif pairs:
+            for names, values in dense:
+                pairs = [(now[name], value) for name, value in zip(names, values) if name in now]
+                if pairs:
                     torch._foreach_copy_([target for target, _ in pairs], [value for _, value in pairs])
+            for name, value in others.items():
+                if name in now:
+                    now[name].copy_(value)
 
 
 def _clones(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """A copy of each tensor: one multi-tensor ``_foreach_clone`` where torch has it."""
+    """A copy of each dense tensor: one multi-tensor ``_foreach_clone`` where torch has it."""
     clone = getattr(torch, "_foreach_clone", None)
-    if clone is None or any(t.layout != torch.strided for t in tensors):
-        return [t.clone() for t in tensors]
-    return list(clone(tensors))
+    return list(clone(tensors)) if clone is not None else [t.clone() for t in tensors]
 
 
 def _probe_one(model: nn.Module, example_input: ModelInput, seed: int, scheme: Scheme | None,
