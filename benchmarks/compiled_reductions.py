@@ -28,17 +28,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from initlab.probe import resolve_device  # noqa: E402
+from run import _sync  # noqa: E402
 
 
 def conv_input_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(position map of Σx², per-channel Σx², per-channel Σx, (channel, position) map of Σx²) of an (N, C, H, W) tensor."""
     by_channel = (x * x).sum(0)
     return by_channel.sum(0), by_channel.sum((1, 2)), x.sum((0, 2, 3)), by_channel
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _median_time(function, tensors: list[torch.Tensor], rounds: int, device: torch.device) -> float:

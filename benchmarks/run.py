@@ -229,7 +229,7 @@ def sweep_bound(device: torch.device, x: torch.Tensor, seeds: int, sequential: f
     model = plain_model(30, 16, device)
     work = flops(model, x)
     dense = matmul_rate(device, repeats=2 if quick else 5)
-    layers, where = layer_rate(device, x, work, seeds, quick)
+    layers, where = layer_rate(device, model, x, work, seeds, quick)
     bare, floor, _ = paired(lambda: _bare_pass(model, x), lambda: _one_read_pass(model, x), 3 if quick else 9,
                             device)
     read = max(floor - bare, 0.0)
@@ -241,8 +241,9 @@ def sweep_bound(device: torch.device, x: torch.Tensor, seeds: int, sequential: f
                              f"{one / 1e9:.0f} GFLOP/s, {seeds} of them stacked (groups={seeds}) {stacked / 1e9:.0f}")
 
 
-def layer_rate(device: torch.device, x: torch.Tensor, work: int, seeds: int, quick: bool) -> tuple[float, str]:
-    """(the fastest fwd+bwd FLOP rate measured on plain-30 width 16 for ``x``'s image size, where);
+def layer_rate(device: torch.device, model: torch.nn.Module, x: torch.Tensor, work: int, seeds: int,
+               quick: bool) -> tuple[float, str]:
+    """(the fastest fwd+bwd FLOP rate measured on ``model`` (plain-30 width 16) for ``x``'s image size, where);
     ``work``: the FLOPs of one pass at ``x``'s batch B (they scale with the batch). Tried: one bare
     pass at a quarter, half, one and four times B, and at S·B on a GPU (one batch through shared
     weights: the most reuse any layout of S seeds could have); on a CPU with several threads also
@@ -251,7 +252,6 @@ def layer_rate(device: torch.device, x: torch.Tensor, work: int, seeds: int, qui
     batch = x.shape[0]
     repeats = 1 if quick else 3
     tried: dict[str, float] = {}
-    model = plain_model(30, 16, device)
     sizes = [batch // 4, batch] if quick else [batch // 4, batch // 2, batch, 4 * batch]
     sizes += [seeds * batch] if device.type == "cuda" and not quick else []
     for size in sizes:
