@@ -4,6 +4,7 @@
     python benchmarks/ab_probe.py HEAD~5 --pairs 80 --size 32 --batch 64
     python benchmarks/ab_probe.py HEAD --pairs 300         # an A/A control: the same code twice
     python benchmarks/ab_probe.py HEAD~3 --model transformer --size 64 --batch 8 --pairs 60
+    python benchmarks/ab_probe.py HEAD~1 --model mlp --size 512 --batch 256 --pairs 60
 
 Separate runs of ``run.py --only host`` cannot show a change of a few milliseconds: on this
 project's 2-core machine the bare pass alone moves by ~6 ms between processes. Here the whole
@@ -12,7 +13,8 @@ layout) is imported as ``initlab_ab`` beside the working tree's ``initlab``, and
 same model in alternating order, so that drift hits both alike, each round also timing a bare
 forward+backward. Prints the median probe time of each and its ratio to the bare pass, the median
 of the per-pair ratios (new / old), and whether the two return the same statistics
-(``torch.equal``). ``--model``: plain-30 (default), ResNet-50 or ``run.py``'s small transformer.
+(``torch.equal``). ``--model``: plain-30 (default), ResNet-50, ``run.py``'s small transformer or a depth-10 MLP
+(``--size``: its width).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=8, help="input height and width (default 8)")
     parser.add_argument("--batch", type=int, default=2, help="batch size (default 2)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own)")
-    parser.add_argument("--model", default="plain", choices=("plain", "resnet50", "transformer"),
+    parser.add_argument("--model", default="plain", choices=("plain", "resnet50", "transformer", "mlp"),
                         help="plain-30 width 16 (default); ResNet-50 (--size: image side); run.py's small transformer "
                              "(--size: sequence length)")
     args = parser.parse_args()
@@ -98,6 +100,10 @@ def main() -> int:
     elif args.model == "resnet50":
         from check_resnet50 import resnet50
         model, x, label = resnet50(), torch.randn(args.batch, 3, args.size, args.size), "ResNet-50"
+    elif args.model == "mlp":
+        from initlab.models import mlp
+        model, x, label = mlp(depth=10, width=args.size), torch.randn(args.batch, args.size), \
+            f"MLP depth 10 width {args.size}"
     else:
         model, x, label = _small_transformer(torch.device("cpu")), torch.randn(args.batch, args.size, 128), \
             "transformer 4×128"

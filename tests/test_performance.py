@@ -227,3 +227,41 @@ def test_the_running_sum_over_examples_gives_the_probe_of_the_square_and_sum(mon
         # has a row per seed and conv; stacked seeds share one pass)
         conv_rows = int((accumulated.frame["kind"] == "conv").sum())
         assert conv_rows > 0 and len(summed) == 2 * conv_rows // (2 if batched else 1)
+
+
+def test_the_features_moments_in_one_op_give_the_probe_of_the_square_and_sum(monkeypatch):
+    """A CPU's per-feature moments of Linear layers' inputs, outputs and gradients in one op
+    (``_feature_moments``, taken past 64 KB; here for every tensor) equal the square into the scratch
+    buffer, its sum and the per-feature sums, on an MLP and a transformer encoder (attention's
+    projections inside ``F.multi_head_attention_forward``), with and without the elementwise
+    variances; each column to float32 rounding of its own scale."""
+    reductions = sys.modules["initlab.probe.reductions"]
+
+    def encoder():
+        layer = torch.nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=0.0, batch_first=True)
+        return torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    cases = [(lambda: initlab.mlp(depth=6, width=64), _input(48, 64), False),
+             (encoder, _input(4, 12, 32), True)]
+    for factory, x, variances in cases:
+        reference = initlab.probe(factory, x, init=None, seeds=2, elementwise_variances=variances)
+        taken = []
+        with monkeypatch.context() as patch:
+            patch.setattr(reductions._Scratch, "SMALL_BYTES", 0)
+            moments = reductions._feature_moments
+            patch.setattr(reductions, "_feature_moments", lambda data: taken.append(1) or moments(data))
+            feature = initlab.probe(factory, x, init=None, seeds=2, elementwise_variances=variances)
+        # each Linear call's input, output and two gradients, per seed
+        assert len(taken) == 4 * len(feature.frame) and len(feature.frame) > 0
+        for name in ("frame", "sums"):
+            a, b = getattr(reference, name), getattr(feature, name)
+            assert list(a.columns) == list(b.columns) and len(a) == len(b)
+            text = a.select_dtypes(exclude="number").columns
+            assert a[text].astype(str).equals(b[text].astype(str))
+            for column in a.select_dtypes("number").columns:
+                before, after = a[column].to_numpy(float), b[column].to_numpy(float)
+                scale = np.nanmax(np.abs(before[np.isfinite(before)]), initial=0.0)
+                tolerance = 1e-3 if "log_variance" in column else 1e-5  # a spread over units: see _assert_same_probe
+                np.testing.assert_allclose(after, before, rtol=tolerance, atol=1e-6 * scale, err_msg=column)
+        assert feature.frame["output_variance"].notna().all() == variances
+        pd.testing.assert_frame_equal(reference.summary()[["name", "verdict"]], feature.summary()[["name", "verdict"]])

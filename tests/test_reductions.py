@@ -68,23 +68,37 @@ def test_position_maps_are_their_formulas_either_side_of_the_running_sum_over_ex
 
 
 @pytest.mark.parametrize("welford", [False, True])
-@pytest.mark.parametrize("layout", ["channels", "channels-strided", "features"])
+@pytest.mark.parametrize("layout", ["channels", "channels-strided", "features", "features-strided", "features-2d",
+                                    "features-large"])
 def test_moments_with_units_are_their_formulas_with_and_without_the_mean(monkeypatch, welford, layout):
     monkeypatch.setattr(reductions, "_uses_welford", lambda data: welford)
     x = {"channels": _x(4, 3, 5, 6), "channels-strided": _x(4, 5, 6, 3).permute(0, 3, 1, 2),
-         "features": _x(4, 7, 6)}[layout]
-    dim = 2 if layout == "features" else 1
+         "features": _x(4, 7, 6), "features-strided": _x(40, 30, 17).transpose(0, 1),  # attention's (T, B, E)
+         "features-2d": _x(9, 6), "features-large": _x(40, 50, 17)}[layout]  # 136 KB: past the scratch's small size
+    dim = 1 if layout.startswith("channels") else x.dim() - 1
     assert _reads_channels_once(x, dim) == (layout == "channels" and not welford)  # the batched dot products' seam
+    large = x.numel() * x.element_size() > _Scratch.SMALL_BYTES
+    assert reductions._reads_features_once(x, dim) == (layout.startswith("features") and large and not welford)
     x64 = x.double()
     others = [d for d in range(x.dim()) if d != dim]
     for with_mean in (True, False):
         store = _RawStore()
-        mean, second, units = _moments_with_units(store, x, dim, _Scratch(), mean=with_mean)
+        mean, second, units, unit_means = _moments_with_units(store, x, dim, _Scratch(), mean=with_mean)
         assert (mean is None) == (not with_mean)
         if with_mean:
             assert _scalar(store, mean) == pytest.approx(float(x64.mean()), rel=1e-5, abs=1e-7)
         assert _scalar(store, second) == pytest.approx(float(x64.square().mean()), rel=1e-6)
-        np.testing.assert_allclose(_value(store, units)[0], x64.square().mean(dim=others).numpy(), rtol=1e-6)
+        # float32 sums of up to 2,000 elements: a few 1e-6 apart from float64
+        np.testing.assert_allclose(_value(store, units)[0], x64.square().mean(dim=others).numpy(), rtol=1e-5)
+        assert (unit_means is None) == (not reductions._reads_features_once(x, dim))  # given free, never taken apart
+        if unit_means is not None:
+            np.testing.assert_allclose(_value(store, unit_means)[0], x64.mean(dim=others).numpy(), rtol=1e-5,
+                                       atol=1e-7)
+    # the plain formula beside the trick: each feature's mean and biased variance
+    rows = _x(300, 17, seed=4)
+    means, variances = reductions._feature_moments(rows.view(30, 10, 17))
+    np.testing.assert_allclose(means.double().numpy(), rows.double().mean(0).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(variances.double().numpy(), rows.double().var(0, correction=0).numpy(), rtol=1e-5)
     # the plain formula beside the trick, on a tensor large enough for bmm's blocked kernel
     big = _x(16, 8, 33, 31, seed=3)
     np.testing.assert_allclose(_channel_square_sums(big).double().numpy(),

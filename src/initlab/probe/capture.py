@@ -509,7 +509,8 @@ class _LayerRecording:
                      list(link.kinds) if link is not None else [], weight, bias, module_type)
         call.channels_first = channels_first
         unit_dim = _unit_dim(x, channels_first)
-        call.input_map, call.stats["input_second_moment"], _, input_units = self._map(x, spatial_dims, unit_dim)
+        call.input_map, call.stats["input_second_moment"], _, input_units, free_means = self._map(x, spatial_dims,
+                                                                                                unit_dim)
         call.stats["input_unit_log_variance"] = _Derived(_unit_log_variance, (input_units,))
         rectifiers = [f for f, kind in zip(call.prefix_factors, link.factor_kinds if link is not None else [])
                       if kind == "rectifier"]
@@ -518,7 +519,7 @@ class _LayerRecording:
             if link is not None else []
         call.stats["input_activation_factor"] = (float("nan") if not units or any(u is None for u in units)
                                                  else _Derived(_product, tuple(units)))
-        unit_means = _divided(*self._unit_sums_of(source if source is not None else x, unit_dim))
+        unit_means = _divided(*self._unit_sums_of(source if source is not None else x, unit_dim, free_means))
         call.stats["input_mean"] = _Derived(_mean_per_seed, (unit_means,))
         call.stats["input_unit_mean_abs_max"] = _Derived(_largest_abs, (unit_means,))
         self._remember(source if source is not None else x, "moments",
@@ -531,8 +532,8 @@ class _LayerRecording:
                                            if y.dim() else 1)
         # fed by the model's own input (the same storage, through views): what an input finding may judge
         call.stats["input_is_model_input"] = float(x.untyped_storage().data_ptr() in self.input_storages)
-        mean, second, units = _moments_with_units(self.raw, y, output_dim, self.scratch, self.stacked,
-                                                  self.elementwise_variances)
+        mean, second, units, _ = _moments_with_units(self.raw, y, output_dim, self.scratch, self.stacked,
+                                                     self.elementwise_variances)
         call.stats["output_variance"] = self._variance(second, mean)
         call.stats["output_second_moment"] = second
         call.stats["output_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
@@ -556,9 +557,9 @@ class _LayerRecording:
         self.frontier = _Frontier(index, y, y._version, nodes=[y.grad_fn])
 
     def _on_grad_output(self, call: _Call, grad: torch.Tensor) -> None:
-        call.grad_output_map, second, mean, units = self._map(grad, call.spatial_dims,
-                                                              _unit_dim(grad, call.channels_first),
-                                                              self.elementwise_variances)
+        call.grad_output_map, second, mean, units, _ = self._map(grad, call.spatial_dims,
+                                                                 _unit_dim(grad, call.channels_first),
+                                                                 self.elementwise_variances)
         call.stats["grad_output_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
         if not self.elementwise_variances:
             mean = None  # a GPU's Welford pass gives it free: the columns are alike on every device
@@ -568,24 +569,25 @@ class _LayerRecording:
         call.stats["grad_output_variance"] = self._variance(second, mean)
 
     def _on_grad_input(self, call: _Call, grad: torch.Tensor) -> None:
-        mean, second, units = _moments_with_units(self.raw, grad, _unit_dim(grad, call.channels_first), self.scratch,
-                                                  self.stacked, self.elementwise_variances)
+        mean, second, units, _ = _moments_with_units(self.raw, grad, _unit_dim(grad, call.channels_first),
+                                                     self.scratch, self.stacked, self.elementwise_variances)
         call.stats["grad_input_variance"] = self._variance(second, mean)
         call.stats["grad_input_second_moment"] = second
         call.stats["grad_input_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
 
     def _map(self, tensor: torch.Tensor, spatial_dims: int, unit_dim: int,
-             mean: bool = False) -> tuple[Any, Any, Any, Any]:
+             mean: bool = False) -> tuple[Any, Any, Any, Any, Any]:
         """(per-position E[x²] map, overall E[x²], overall E[x] where it came free or ``mean`` asks
-        for it, else None, E[x²] per unit along ``unit_dim``); a fully connected layer's map is the
-        scalar itself."""
+        for it, else None, E[x²] per unit along ``unit_dim``, E[x] per unit where it came free, else
+        None); a fully connected layer's map is the scalar itself."""
         if spatial_dims == 0:
-            first, second, units = _moments_with_units(self.raw, tensor, unit_dim, self.scratch, self.stacked, mean)
-            return second, second, first, units
+            first, second, units, unit_means = _moments_with_units(self.raw, tensor, unit_dim, self.scratch,
+                                                                   self.stacked, mean)
+            return second, second, first, units, unit_means
         second_map, second, mean, units = _position_moments(self.raw, tensor, spatial_dims, self.scratch, self.stacked)
         if units is None:
             units = _unit_second_moments(self.raw, tensor, unit_dim, self.stacked)
-        return second_map, second, mean, units
+        return second_map, second, mean, units, None
 
     @staticmethod
     def _variance(second: Any, mean: Any) -> Any:
@@ -717,13 +719,14 @@ class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
         self._remember(tensor, "moments", known)
         return known
 
-    def _unit_sums_of(self, tensor: torch.Tensor, dim: int) -> tuple[Any, int]:
+    def _unit_sums_of(self, tensor: torch.Tensor, dim: int, means: Any = None) -> tuple[Any, int]:
         """``_unit_sums`` of a tensor along ``dim``, taken once: a ReLU's dead units and the next
-        layer's input unit means read the same sums."""
+        layer's input unit means read the same sums. ``means``: the per-unit means where a reduction
+        gave them free (``_feature_moments``); they stand for the sums, with a count of 1."""
         what = f"unit_sums/{dim}"
         known = self._known(tensor, what)
         if known is None:
-            known = _unit_sums(self.raw, tensor, dim, self.stacked)
+            known = (means, 1) if means is not None else _unit_sums(self.raw, tensor, dim, self.stacked)
             self._remember(tensor, what, known)
         return known
 

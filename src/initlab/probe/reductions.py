@@ -11,6 +11,7 @@ Each statistic reads as its formula (E[x²] = Σx²/N: ``_second_moment``); the 
 behind one seam each: ``_uses_welford`` (one fused ``var_mean`` pass on a GPU, dot product and sum
 on a CPU), ``_Scratch`` (one reused buffer for the elementwise squares), ``_reads_channels_once``
 (a CPU's per-channel Σx² as batched row dot products, ``_channel_square_sums``),
+``_reads_features_once`` (a CPU's per-feature moments in one op, ``_feature_moments``),
 ``_accumulates_examples`` (a CPU's Σ over the batch of x² as a running sum one example at a time,
 ``_example_square_sums``), ``_RawStore.flat``
 (one concatenation of every reduction) and ``_parameter_second_moments`` (one multi-tensor norm).
@@ -383,21 +384,49 @@ def _unit_second_moments(store: _RawStore, tensor: torch.Tensor, dim: int, stack
     return _divided(store.add(squares.sum(dim=dims)), count)
 
 
-def _moments_with_units(store: _RawStore, tensor: torch.Tensor, dim: int, scratch: _Scratch,
-                        stacked: int = 1, mean: bool = True) -> tuple[Any, Any, Any]:
-    """(E[x] or None without ``mean``, E[x²], E[x²] per unit along ``dim``); per seed with S stacked seeds.
+def _reads_features_once(data: torch.Tensor, dim: int, stacked: int = 1) -> bool:
+    """Take a CPU tensor's per-unit moments as ``_feature_moments`` where the units are its last dim
+    (a Linear layer's features), it is larger than ``_Scratch.SMALL_BYTES`` and one seed is probed:
+    one op giving each feature's mean and variance, against a square into the scratch buffer, its
+    sum per feature and a sum per feature for the means. Measured on this project's 2-core CPU,
+    tensors not in cache: 43 against 90 µs for 512×128, 106 against 142 µs for 512×512, 1.1 against
+    2.2 ms for 4096×768; at 64 KB and below its fixed cost loses (14.5 against 11.4 µs for 64×256).
+    Channels along dim 1 of an (N, C, H, W) tensor are 3–7× slower this way (``_reads_channels_once``)."""
+    return (not _uses_welford(data) and stacked == 1 and data.dim() >= 2 and dim == data.dim() - 1
+            and data.numel() * data.element_size() > _Scratch.SMALL_BYTES)
 
-    E[x²] is the units' mean (each unit holds the same number of elements). CPU: one square into
-    the scratch buffer summed per unit, and one sum for E[x]. GPU: the units' norms, and with
-    ``mean`` ``_moments``' Welford pass instead. E[x] costs one more read of the tensor on a CPU:
-    only the elementwise variances need it (``elementwise_variances``), no verdict does."""
+
+def _feature_moments(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(E[x], Var[x]) of each feature (the last dim) of a tensor over every other dim:
+    ``torch.batch_norm_update_stats`` of its (rows, features) view (a copy where the layout has
+    none), batch normalization's own
+    per-channel statistics, which reduce a channels-last layout in cache-sized blocks. The plain
+    formula: ``x.mean(dims)`` and ``x.var(dims, correction=0)``; E[x²] = Var + E[x]² on the host."""
+    return torch.batch_norm_update_stats(data.reshape(-1, data.shape[-1]), None, None, 0.0)
+
+
+def _moments_with_units(store: _RawStore, tensor: torch.Tensor, dim: int, scratch: _Scratch,
+                        stacked: int = 1, mean: bool = True) -> tuple[Any, Any, Any, Any]:
+    """(E[x] or None without ``mean``, E[x²], E[x²] per unit along ``dim``, E[x] per unit where it
+    came free, else None); per seed with S stacked seeds.
+
+    E[x²] is the units' mean (each unit holds the same number of elements). CPU: features along
+    the last dim in one op (``_feature_moments``, which gives their means too); else one square
+    into the scratch buffer summed per unit, and one sum for E[x]. GPU: the units' norms, and with
+    ``mean`` ``_moments``' Welford pass instead. Elsewhere E[x] costs one more read of the tensor on
+    a CPU: only the elementwise variances need it (``elementwise_variances``), no verdict does."""
     data = _float_data(tensor)
     if data.dim() <= 1 or (mean and _uses_welford(data)):
         first, second = _moments(store, data, stacked)
-        return first if mean else None, second, _unit_second_moments(store, data, dim, stacked)
+        return first if mean else None, second, _unit_second_moments(store, data, dim, stacked), None
+    if _reads_features_once(data, dim, stacked):
+        unit_means, unit_variances = map(store.add, _feature_moments(data))
+        units = _Derived(_second_from_moments, (unit_variances, unit_means))
+        first = _Derived(_mean_per_seed, (unit_means,)) if mean else None
+        return first, _Derived(_mean_per_seed, (units,)), units, unit_means
     squares = None if _uses_welford(data) or _reads_channels_once(data, dim) else scratch.square(data.contiguous())
     units = _unit_second_moments(store, data, dim, stacked, squares)
-    return _mean(store, data, stacked) if mean else None, _Derived(_mean_per_seed, (units,)), units
+    return _mean(store, data, stacked) if mean else None, _Derived(_mean_per_seed, (units,)), units, None
 
 
 CORRELATION_EXAMPLES = 16  # the examples whose pairwise inner products a layer's output records
