@@ -265,3 +265,29 @@ def test_the_features_moments_in_one_op_give_the_probe_of_the_square_and_sum(mon
                 np.testing.assert_allclose(after, before, rtol=tolerance, atol=1e-6 * scale, err_msg=column)
         assert feature.frame["output_variance"].notna().all() == variances
         pd.testing.assert_frame_equal(reference.summary()[["name", "verdict"]], feature.summary()[["name", "verdict"]])
+
+
+def test_the_shared_channel_grams_give_the_probe_of_the_moments_and_gram_apart(monkeypatch):
+    """A CPU conv output's per-channel Σy² and examples' Gram from one product over the channels
+    (``_channel_grams``, for a batch of at most 16; here at every size) equal the batched row dot
+    products and ``flat @ flat.T`` taken apart, on plain and residual nets: the same verdicts, the
+    correlations and every other column to float32 rounding."""
+    reductions = sys.modules["initlab.probe.reductions"]
+    sys.path.insert(0, str(ROOT / "tests"))
+    from architectures import resnet18
+
+    x = _input(8, 3, 16, 16)
+    for factory in (lambda: initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16)), lambda: resnet18(width=8)):
+        probes, taken = {}, []
+        for positions in (10 ** 9, 1):  # never; every conv output
+            with monkeypatch.context() as patch:
+                patch.setattr(reductions, "GRAM_POSITIONS", positions)
+                grams = reductions._channel_grams
+                patch.setattr(reductions, "_channel_grams", lambda data: taken.append(positions) or grams(data))
+                probes[positions] = initlab.probe(factory, x, init="kaiming", seeds=2)
+        conv_rows = int((probes[1].frame["kind"] == "conv").sum())
+        assert conv_rows > 0 and taken == [1] * conv_rows  # each seed's every conv output, and only where asked
+        _assert_same_probe(probes[10 ** 9], probes[1])
+        assert probes[1].frame["example_correlation"].notna().sum() > 0
+        pd.testing.assert_frame_equal(probes[10 ** 9].summary()[["name", "verdict"]],
+                                      probes[1].summary()[["name", "verdict"]])

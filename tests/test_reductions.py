@@ -105,6 +105,31 @@ def test_moments_with_units_are_their_formulas_with_and_without_the_mean(monkeyp
                                big.double().square().sum(dim=(0, 2, 3)).numpy(), rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(4, 6, 9, 8), (16, 3, 8, 8), (17, 3, 8, 8), (4, 5, 7, 7), (3, 4, 70)])
+def test_output_moments_and_gram_are_their_formulas_from_the_shared_product_or_apart(shape):
+    """Per-channel Σy² and the examples' Gram from one batched product over the channels where the batch is
+    at most 16 and a channel has at least 64 positions; apart (batched row dot products, ``flat @ flat.T``)
+    for 17 examples or 49 positions; the same numbers either way."""
+    x = torch.relu(_x(*shape))
+    shared = 2 <= shape[0] <= reductions.CORRELATION_EXAMPLES and np.prod(shape[2:]) >= reductions.GRAM_POSITIONS
+    assert reductions._shares_channel_grams(x, 1) == shared
+    assert not reductions._shares_channel_grams(x, x.dim() - 1) and not reductions._shares_channel_grams(x, 1, 2)
+    x64 = x.double()
+    head = x64[:reductions.CORRELATION_EXAMPLES].reshape(min(shape[0], reductions.CORRELATION_EXAMPLES), -1)
+    others = [d for d in range(x.dim()) if d != 1]
+    for with_mean in (True, False):
+        store = _RawStore()
+        mean, second, units, gram = reductions._output_moments(store, x, 1, _Scratch(), mean=with_mean)
+        assert (mean is None) == (not with_mean)
+        if with_mean:
+            assert _scalar(store, mean) == pytest.approx(float(x64.mean()), rel=1e-5)
+        assert _scalar(store, second) == pytest.approx(float(x64.square().mean()), rel=1e-6)
+        np.testing.assert_allclose(_value(store, units)[0], x64.square().mean(dim=others).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(_value(store, gram)[0], (head @ head.T).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(reductions._channel_grams(x).sum(0).double().numpy(),  # the plain formula beside it
+                               (x64.reshape(shape[0], -1) @ x64.reshape(shape[0], -1).T).numpy(), rtol=1e-6)
+
+
 def test_dead_units_are_the_relu_units_whose_sum_is_zero():
     relu = torch.relu(_x(4, 5, 3, 3))
     relu[:, 1] = 0.0

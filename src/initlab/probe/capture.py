@@ -29,11 +29,10 @@ from ..coverage import (EMBEDDING_OPS, WEIGHT_OPS, WeightCall, call_argument as 
                         torch_functions as _functions, weight_call)
 from ..layers import LayerGeometry, geometry, is_covered
 from ..theory import gaussian_activation_factors, rectifier_factor, unit_second_moment
-from .reductions import (_Derived, _RawStore, _Scratch, _dead_fraction, _device_second_moment, _example_gram,
-                         _float_data,
-                         _largest_abs, _mean, _mean_per_seed, _moments, _moments_with_units, _per_seed,
-                         _position_moments, _prelu_factor, _product, _second_moment, _unit_dim, _unit_log_variance,
-                         _unit_second_moments, _unit_sums, _variance_from_moments, _divided)
+from .reductions import (_Derived, _RawStore, _Scratch, _dead_fraction, _device_second_moment, _float_data,
+                         _largest_abs, _mean, _mean_per_seed, _moments, _moments_with_units, _output_moments,
+                         _per_seed, _position_moments, _prelu_factor, _product, _second_moment, _unit_dim,
+                         _unit_log_variance, _unit_second_moments, _unit_sums, _variance_from_moments, _divided)
 from .stacking import one_seed_shape
 
 
@@ -153,7 +152,7 @@ class _Call:
     ends_in: str = ""  # "norm": a train-mode normalization takes its output's scale; "branch": a residual branch
     stats: dict = field(default_factory=dict)
     input_map: torch.Tensor | None = None
-    example_gram: Any = None  # the output's Gram matrix over the first examples (``_example_gram``)
+    example_gram: Any = None  # the output's Gram matrix over the first examples (``_output_moments``)
     grad_output_map: torch.Tensor | None = None
 
 
@@ -532,13 +531,12 @@ class _LayerRecording:
                                            if y.dim() else 1)
         # fed by the model's own input (the same storage, through views): what an input finding may judge
         call.stats["input_is_model_input"] = float(x.untyped_storage().data_ptr() in self.input_storages)
-        mean, second, units, _ = _moments_with_units(self.raw, y, output_dim, self.scratch, self.stacked,
-                                                     self.elementwise_variances)
+        mean, second, units, call.example_gram = _output_moments(self.raw, y, output_dim, self.scratch, self.stacked,
+                                                                 self.elementwise_variances)
         call.stats["output_variance"] = self._variance(second, mean)
         call.stats["output_second_moment"] = second
         call.stats["output_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
         self._remember(y, "moments", (mean, second))
-        call.example_gram = _example_gram(self.raw, y, self.stacked)
         call.stats["output_elements"] = float(y.numel() // y.shape[0] // self.stacked) if y.dim() >= 2 else float("nan")
         if y.requires_grad:
             self.tensor_handles.append(y.register_hook(lambda grad, c=call: self._on_grad_output(c, grad)))
