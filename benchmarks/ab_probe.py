@@ -83,7 +83,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own)")
     parser.add_argument("--model", default="plain", choices=("plain", "resnet50", "transformer", "mlp"),
                         help="plain-30 width 16 (default); ResNet-50 (--size: image side); run.py's small transformer "
-                             "(--size: sequence length)")
+                             "(--size: sequence length); a depth-10 MLP (--size: its width)")
     args = parser.parse_args()
     if args.pairs < 1 or args.size < 8 or args.batch < 1:
         parser.error("--pairs and --batch must be at least 1, --size at least 8 (the plain net pools three times)")

@@ -400,9 +400,9 @@ def _reads_features_once(data: torch.Tensor, dim: int, stacked: int = 1) -> bool
 def _feature_moments(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(E[x], Var[x]) of each feature (the last dim) of a tensor over every other dim:
     ``torch.batch_norm_update_stats`` of its (rows, features) view (a copy where the layout has
-    none), batch normalization's own
-    per-channel statistics, which reduce a channels-last layout in cache-sized blocks. The plain
-    formula: ``x.mean(dims)`` and ``x.var(dims, correction=0)``; E[x²] = Var + E[x]² on the host."""
+    none): batch normalization's own per-channel statistics kernel, fast on this layout, where the
+    features are the contiguous dim (``_reads_features_once``). The plain formula: ``x.mean(dims)``
+    and ``x.var(dims, correction=0)``; E[x²] = Var + E[x]² on the host."""
     return torch.batch_norm_update_stats(data.reshape(-1, data.shape[-1]), None, None, 0.0)
 
 
