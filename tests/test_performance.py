@@ -204,9 +204,10 @@ def test_ab_script_compares_a_revision_with_the_working_tree():
 
 def test_the_running_sum_over_examples_gives_the_probe_of_the_square_and_sum(monkeypatch):
     """A CPU's position maps summed over the batch one example at a time (``_example_square_sums``,
-    taken for examples of at least ``EXAMPLE_ELEMENTS``; here for every one) equal the square into the
-    scratch buffer and its sum, on plain (sequential and stacked seeds) and residual nets."""
-    reductions = sys.modules["initlab.probe.reductions"]
+    taken for examples of at least ``EXAMPLE_ELEMENTS``; here for every one, with a map at every conv) equal
+    the square into the scratch buffer and its sum, on plain (sequential and stacked seeds) and residual nets."""
+    reductions, capture = sys.modules["initlab.probe.reductions"], sys.modules["initlab.probe.capture"]
+    monkeypatch.setattr(capture, "_needs_map", lambda spatial, closed: spatial > 0)  # a map at every conv
     sys.path.insert(0, str(ROOT / "tests"))
     from architectures import resnet18
 
@@ -291,3 +292,33 @@ def test_the_shared_channel_grams_give_the_probe_of_the_moments_and_gram_apart(m
         assert probes[1].frame["example_correlation"].notna().sum() > 0
         pd.testing.assert_frame_equal(probes[10 ** 9].summary()[["name", "verdict"]],
                                       probes[1].summary()[["name", "verdict"]])
+
+
+def test_maps_measured_only_where_the_chain_re_anchors_give_the_probe_of_maps_everywhere(monkeypatch):
+    """A conv layer's per-position maps, taken only where the theory's chain re-anchors on them
+    (``_needs_map``), give the probe of maps taken at every conv: the same predictions, padding
+    factors, verdicts and every other column to float32 rounding, on plain nets (sequential and
+    stacked seeds; ReLU links are closed, the max-pooling ones are not) and a residual net (a
+    batch norm before every conv: each re-anchors, so every map is taken)."""
+    capture = sys.modules["initlab.probe.capture"]
+    sys.path.insert(0, str(ROOT / "tests"))
+    from architectures import resnet18
+
+    x = _input(8, 3, 16, 16)
+    plain = lambda: initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16))  # noqa: E731
+    for factory, batched, all_anchored in [(plain, False, False), (plain, True, False), (lambda: resnet18(width=8), False, True)]:
+        probes, maps = {}, {}
+        for everywhere in (True, False):
+            taken = []
+            needs_map = capture._needs_map
+            with monkeypatch.context() as patch:
+                patch.setattr(capture, "_needs_map", lambda spatial, closed, every=everywhere: taken.append(
+                    spatial > 0 and (every or needs_map(spatial, closed))) or taken[-1])
+                probes[everywhere] = initlab.probe(factory, x, init="kaiming", seeds=2, batched=batched)
+            maps[everywhere] = sum(taken)
+        _assert_same_probe(probes[True], probes[False])
+        frame = probes[False].frame
+        assert np.isfinite(frame["padding_factor"]).all() and (frame["padding_factor"] < 0.99).any()
+        conv_rows = int((frame["kind"] == "conv").sum())
+        assert maps[True] == 2 * conv_rows // (2 if batched else 1)  # an input and an output-gradient map each
+        assert maps[False] == maps[True] if all_anchored else 0 < maps[False] < maps[True]

@@ -179,7 +179,7 @@ class Watch:
             return
         outputs = [t for t in _output_tensors(output) if t.requires_grad]
         watched = _WatchedStep(step, recorder, _in_degrees([t.grad_fn for t in outputs]))
-        recorder.end_forward()
+        recorder.end_forward(watched.in_degree)
         weights = list(dict.fromkeys(c.weight for c in recorder.calls if c.weight.requires_grad))
         if outputs and weights:
             watched.gradient_hook = torch.autograd.graph.register_multi_grad_hook(

@@ -156,6 +156,31 @@ class _Call:
     grad_output_map: torch.Tensor | None = None
 
 
+def closed_links(calls: list[_Call], in_degree: Counter) -> tuple[list[bool], list[bool]]:
+    """(forward, backward) per call: is the link into it closed-form, and the link from the next
+    call's input back to its output? Forward: the probe followed the previous call's output into
+    it through closed-form ops only. Backward: that link, where nothing else consumed the tensors
+    on it (every node along it has one consumer in the autograd graph, ``in_degree``); never for
+    the last call. Elsewhere the theory's chains re-anchor on the measurement."""
+    forward = [c.link is not None and c.link.origin == c.index - 1 and c.link.closed for c in calls]
+    backward = [forward[i + 1] and all(in_degree.get(node, 0) == 1 for node in calls[i + 1].link.nodes
+                                       if node is not None)
+                for i in range(len(calls) - 1)] + [False] * bool(calls)
+    return forward, backward
+
+
+def _needs_map(spatial_dims: int, closed: bool) -> bool:
+    """Measure a conv layer's per-position E[x²] map of its input (E[Δy²] of its output gradient)
+    only where the chain re-anchors on it: ``theory.forward_chains`` reads the measured input map
+    of the first layer and after a link with no closed form, ``backward_chains`` the output-gradient
+    map of the last layer and before such a link. Across a closed link the chain carries its own
+    predicted map, and the measured one would go unread. Elsewhere the per-channel moments, which
+    the bands need anyway, give E[x²] in one read, in place of a square into the scratch buffer and
+    its sum over the batch; the record's map is that E[x²] at every position, as for a Linear
+    layer. plain-30 re-anchors at 3 of its 27 convs each way, a ResNet at every conv."""
+    return spatial_dims > 0 and not closed
+
+
 @dataclass
 class _Norm:
     """A train-mode normalization: its input's variance against its eps (can it undo a scale?)."""
@@ -508,8 +533,9 @@ class _LayerRecording:
                      list(link.kinds) if link is not None else [], weight, bias, module_type)
         call.channels_first = channels_first
         unit_dim = _unit_dim(x, channels_first)
-        call.input_map, call.stats["input_second_moment"], _, input_units, free_means = self._map(x, spatial_dims,
-                                                                                                unit_dim)
+        closed = link is not None and link.origin == index - 1 and link.closed  # as ``closed_links``
+        call.input_map, call.stats["input_second_moment"], _, input_units, free_means = self._map(
+            x, spatial_dims if _needs_map(spatial_dims, closed) else 0, unit_dim)
         call.stats["input_unit_log_variance"] = _Derived(_unit_log_variance, (input_units,))
         rectifiers = [f for f, kind in zip(call.prefix_factors, link.factor_kinds if link is not None else [])
                       if kind == "rectifier"]
@@ -555,9 +581,10 @@ class _LayerRecording:
         self.frontier = _Frontier(index, y, y._version, nodes=[y.grad_fn])
 
     def _on_grad_output(self, call: _Call, grad: torch.Tensor) -> None:
-        call.grad_output_map, second, mean, units, _ = self._map(grad, call.spatial_dims,
-                                                                 _unit_dim(grad, call.channels_first),
-                                                                 self.elementwise_variances)
+        closed = call.index < len(self.backward_closed) and self.backward_closed[call.index]
+        call.grad_output_map, second, mean, units, _ = self._map(
+            grad, call.spatial_dims if _needs_map(call.spatial_dims, closed) else 0,
+            _unit_dim(grad, call.channels_first), self.elementwise_variances)
         call.stats["grad_output_unit_log_variance"] = _Derived(_unit_log_variance, (units,))
         if not self.elementwise_variances:
             mean = None  # a GPU's Welford pass gives it free: the columns are alike on every device
@@ -613,6 +640,7 @@ class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
         self.elementwise_variances = elementwise_variances  # also E[x] of outputs and gradients (one read each)
         self.references = references or {}
         self.calls: list[_Call] = []
+        self.backward_closed: list[bool] = []  # per call, from ``end_forward``: ``closed_links``' backward
         self.sums: list[_Sum] = []
         self.dead: list[_Dead] = []
         self.frontier: _Frontier | None = None  # from the latest covered layer's output
@@ -656,9 +684,13 @@ class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
         self.tensor_handles.clear()
         self.end_forward()
 
-    def end_forward(self) -> None:
+    def end_forward(self, in_degree: Counter | None = None) -> None:
         """Drop every reference to a forward tensor (the backward frees them as it goes) and the
-        scratch buffer, which the backward grows again from the small gradients at the output."""
+        scratch buffer, which the backward grows again from the small gradients at the output.
+        ``in_degree`` (the forward's autograd graph): which backward links are closed-form, for the
+        gradient hooks (``_needs_map``)."""
+        if in_degree is not None:
+            self.backward_closed = closed_links(self.calls, in_degree)[1]
         self.frontier = self.stream = None
         self.stream_aliases = []
         self.known = {}

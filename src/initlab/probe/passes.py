@@ -138,7 +138,7 @@ def _run_pass(model: nn.Module, example_input: ModelInput, seed: int, stacked_se
         if not outputs:
             raise ProbeError("the model's output does not require grad; no gradient can be probed")
         in_degree = _in_degrees([t.grad_fn for t in outputs])
-        recorder.end_forward()
+        recorder.end_forward(in_degree)
         # drawn on the CPU in float32: the same direction for a seed on every device and dtype
         if stacked > 1:  # each seed's direction, drawn as the sequential probe draws it, side by side
             directions = [torch.cat([torch.randn(one_seed_shape(t.shape, stacked), generator=torch.Generator().manual_seed(

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..coverage import Coverage
 from ..layers import LayerGeometry
-from .capture import _Attention, _Call, _Dead, _Norm, _Sum
+from .capture import _Attention, _Call, _Dead, _Norm, _Sum, closed_links
 from .reductions import _RawStore, _evaluate, _parameter_moments, _parameter_second_moments
 
 _SCALARS = ("input_second_moment", "output_variance", "output_second_moment", "grad_output_variance",
@@ -139,11 +139,7 @@ class _PassLayout:
 
 
 def _layout(calls: list[_Call], sums: list[_Sum], dead: list[_Dead], in_degree: Counter) -> _PassLayout:
-    closed_forward = [c.link is not None and c.link.origin == c.index - 1 and c.link.closed for c in calls]
-    # A closed-form link carries gradients back only if nothing else consumed the tensors on it.
-    closed_backward = [closed_forward[i + 1] and all(in_degree.get(node, 0) == 1 for node in calls[i + 1].link.nodes
-                                                     if node is not None)
-                       for i in range(len(calls) - 1)] + [False]
+    closed_forward, closed_backward = closed_links(calls, in_degree)
     return _PassLayout(
         names=[c.name for c in calls], geometries=[c.geometry for c in calls], closed_forward=closed_forward,
         closed_backward=closed_backward,
