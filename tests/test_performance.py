@@ -146,7 +146,7 @@ def test_cuda_probe_synchronizes_no_more_with_more_layers_and_batched_equals_seq
 
 def test_the_gpu_reductions_give_the_cpu_numbers(monkeypatch):
     """The GPU path (one Welford ``var_mean`` per statistic, the units' norms; run here on the CPU)
-    equals the CPU path (dot products, sums, batched row dot products) on plain, batched, PReLU and
+    equals the CPU path (dot products, sums, per-row norms) on plain, batched, PReLU and
     residual nets, with and without the elementwise variances."""
     reductions = sys.modules["initlab.probe.reductions"]
     sys.path.insert(0, str(ROOT / "tests"))
@@ -270,8 +270,8 @@ def test_the_features_moments_in_one_op_give_the_probe_of_the_square_and_sum(mon
 
 def test_the_shared_channel_grams_give_the_probe_of_the_moments_and_gram_apart(monkeypatch):
     """A CPU conv output's per-channel Σy² and examples' Gram from one product over the channels
-    (``_channel_grams``, for a batch of at most 16; here at every size) equal the batched row dot
-    products and ``flat @ flat.T`` taken apart, on plain and residual nets: the same verdicts, the
+    (``_channel_grams``, for a batch of at most 16; here at every size) equal the per-channel sums
+    and ``flat @ flat.T`` taken apart, on plain and residual nets: the same verdicts, the
     correlations and every other column to float32 rounding."""
     reductions = sys.modules["initlab.probe.reductions"]
     sys.path.insert(0, str(ROOT / "tests"))

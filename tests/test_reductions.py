@@ -76,7 +76,7 @@ def test_moments_with_units_are_their_formulas_with_and_without_the_mean(monkeyp
          "features": _x(4, 7, 6), "features-strided": _x(40, 30, 17).transpose(0, 1),  # attention's (T, B, E)
          "features-2d": _x(9, 6), "features-large": _x(40, 50, 17)}[layout]  # 136 KB: past the scratch's small size
     dim = 1 if layout.startswith("channels") else x.dim() - 1
-    assert _reads_channels_once(x, dim) == (layout == "channels" and not welford)  # the batched dot products' seam
+    assert _reads_channels_once(x, dim) == (layout == "channels" and not welford)  # the rows' norms' seam
     large = x.numel() * x.element_size() > _Scratch.SMALL_BYTES
     assert reductions._reads_features_once(x, dim) == (layout.startswith("features") and large and not welford)
     x64 = x.double()
@@ -99,16 +99,17 @@ def test_moments_with_units_are_their_formulas_with_and_without_the_mean(monkeyp
     means, variances = reductions._feature_moments(rows.view(30, 10, 17))
     np.testing.assert_allclose(means.double().numpy(), rows.double().mean(0).numpy(), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(variances.double().numpy(), rows.double().var(0, correction=0).numpy(), rtol=1e-5)
-    # the plain formula beside the trick, on a tensor large enough for bmm's blocked kernel
-    big = _x(16, 8, 33, 31, seed=3)
-    np.testing.assert_allclose(_channel_square_sums(big).double().numpy(),
-                               big.double().square().sum(dim=(0, 2, 3)).numpy(), rtol=1e-6)
+    # the plain formula beside the trick, on tensors of many rows on either side of the small size
+    for big in (_x(16, 8, 33, 31, seed=3), _x(16, 8, 9, 10, seed=3)):
+        assert (big.numel() * 4 > _Scratch.SMALL_BYTES) == (big.shape[2] == 33)
+        np.testing.assert_allclose(_channel_square_sums(big).double().numpy(),
+                                   big.double().square().sum(dim=(0, 2, 3)).numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(4, 6, 9, 8), (16, 3, 8, 8), (17, 3, 8, 8), (4, 5, 7, 7), (3, 4, 70)])
 def test_output_moments_and_gram_are_their_formulas_from_the_shared_product_or_apart(shape):
     """Per-channel Σy² and the examples' Gram from one batched product over the channels where the batch is
-    at most 16 and a channel has at least 64 positions; apart (batched row dot products, ``flat @ flat.T``)
+    at most 16 and a channel has at least 64 positions; apart (``_channel_square_sums``, ``flat @ flat.T``)
     for 17 examples or 49 positions; the same numbers either way."""
     x = torch.relu(_x(*shape))
     shared = 2 <= shape[0] <= reductions.CORRELATION_EXAMPLES and np.prod(shape[2:]) >= reductions.GRAM_POSITIONS

@@ -10,7 +10,7 @@ nothing there.
 Each statistic reads as its formula (E[x²] = Σx²/N: ``_second_moment``); the speed tricks sit
 behind one seam each: ``_uses_welford`` (one fused ``var_mean`` pass on a GPU, dot product and sum
 on a CPU), ``_Scratch`` (one reused buffer for the elementwise squares), ``_reads_channels_once``
-(a CPU's per-channel Σx² as batched row dot products, ``_channel_square_sums``),
+(a CPU's per-channel Σx² from each (example, channel) row's L2 norm, ``_channel_square_sums``),
 ``_reads_features_once`` (a CPU's per-feature moments in one op, ``_feature_moments``),
 ``_shares_channel_grams`` (a CPU's per-channel Σy² and examples' Gram from one product, ``_channel_grams``),
 ``_accumulates_examples`` (a CPU's Σ over the batch of x² as a running sum one example at a time,
@@ -351,11 +351,20 @@ def _reads_channels_once(data: torch.Tensor, dim: int) -> bool:
 
 
 def _channel_square_sums(data: torch.Tensor) -> torch.Tensor:
-    """Σ over every dim but 1 of x² for a contiguous (N, C, ...) tensor: each (n, c) row's dot
-    product with itself as one batched matrix product (N·C products of 1×P by P×1), then the sum
-    over n. The plain formula: ``data.square().sum(dim=(0, 2, ...))``."""
-    rows = data.reshape(data.shape[0] * data.shape[1], 1, -1)
-    return torch.bmm(rows, rows.transpose(1, 2)).view(data.shape[0], data.shape[1]).sum(0)
+    """Σ over every dim but 1 of x² for a contiguous (N, C, ...) tensor, from its (n, c) rows of P
+    positions: each row's L2 norm (a reduction over the contiguous dim), squared and summed over n;
+    at most ``_Scratch.SMALL_BYTES``, each row's dot product with itself as one batched matrix product
+    (N·C products of 1×P by P×1), then the sum over n: one op fewer. The plain formula:
+    ``data.square().sum(dim=(0, 2, ...))``. Measured on this project's 2-core CPU (best of three
+    medians, tensors not in cache), norms against the batched product, whose kernel is slow on short
+    rows: 62 against 153 µs for 64×32×16², 34 against 47 for 64×64×8², 135 against 296 for
+    4×1024×14²; equal within 6 % from P = 1024 up (140 against 135 for 64×16×32², 582 against 551
+    for 4×256×56²); at 8 KB the extra op loses (7.1 against 6.2 for 2×16×8²)."""
+    if data.numel() * data.element_size() <= _Scratch.SMALL_BYTES:
+        rows = data.reshape(data.shape[0] * data.shape[1], 1, -1)
+        return torch.bmm(rows, rows.transpose(1, 2)).view(data.shape[0], data.shape[1]).sum(0)
+    rows = data.reshape(data.shape[0] * data.shape[1], -1)
+    return torch.linalg.vector_norm(rows, dim=1).view(data.shape[0], data.shape[1]).square().sum(0)
 
 
 def _unit_second_moments(store: _RawStore, tensor: torch.Tensor, dim: int, stacked: int = 1,
@@ -457,9 +466,10 @@ def _shares_channel_grams(data: torch.Tensor, dim: int, stacked: int = 1) -> boo
     at most ``CORRELATION_EXAMPLES`` (so the Gram covers every example), at least ``GRAM_POSITIONS``
     positions per channel, one seed. One read in place of two, and a (k × D) by (D × k) product with
     D in the hundreds of thousands is slow on its own. Measured on this project's 2-core CPU, tensors
-    not in cache, the batched row dot products and the Gram against the shared product: 2.58 against
-    0.77 ms for 4×256×56², 1.06 against 0.55 for 4×512×28², 0.97 against 0.57 for 16×64×32²,
-    0.037 against 0.028 for 2×16×8²; with 49 positions it loses (0.32 against 0.39 for 4×2048×7²)."""
+    not in cache, the per-channel sums (then batched row dot products) and the Gram against the shared
+    product: 2.58 against 0.77 ms for 4×256×56², 1.06 against 0.55 for 4×512×28², 0.97 against 0.57
+    for 16×64×32², 0.037 against 0.028 for 2×16×8²; with 49 positions it loses (0.32 against 0.39 for
+    4×2048×7²)."""
     return (not _uses_welford(data) and stacked == 1 and dim == 1 and data.dim() >= 3 and data.is_contiguous()
             and 2 <= data.shape[0] <= CORRELATION_EXAMPLES and math.prod(data.shape[2:]) >= GRAM_POSITIONS)
 
