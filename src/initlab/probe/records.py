@@ -32,8 +32,8 @@ class PassRecord:
     kinds: list[str]
     geometries: list[LayerGeometry]
     stats: dict[str, np.ndarray]  # per-call arrays, keys _STAT_NAMES
-    input_maps: list[Any]
-    grad_output_maps: list[Any]
+    input_maps: list[Any]  # per call: E[x²] per position; uniform where the chain carries its own (``_needs_map``)
+    grad_output_maps: list[Any]  # per call: E[Δy²] per position, likewise
     forward_links: list[float | None]  # closed-form factor of the link into each call
     backward_links: list[float | None]  # closed-form factor from the next call back to this one
     link_kinds: list[str]
@@ -68,8 +68,9 @@ class _PassRecipes:
     calls: dict[str, list]  # per ``_STAT_NAMES`` name: one recipe per layer call
     forward_prefix: list[list]  # per call: the closed-form forward factors on its incoming path
     backward_prefix: list[list]  # per call: the same path's backward factors
-    input_maps: list  # per call: E[x²] per position (a scalar for a fully connected layer)
-    grad_output_maps: list  # per call: E[Δy²] per position (NaN: no gradient reached it)
+    input_maps: list  # per call: E[x²] per position (a scalar for a fully connected layer, and where the chain
+    # does not re-anchor on the map: ``capture._needs_map``)
+    grad_output_maps: list  # per call: E[Δy²] per position, likewise (NaN: no gradient reached it)
     example_grams: list  # per call: the output's Gram matrix over the first examples (None: fewer than two)
     sums: dict[str, list]  # per ``_SUM_STATS`` name: one recipe per residual sum
     dead_fraction: list  # per ReLU call
