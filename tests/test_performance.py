@@ -306,7 +306,8 @@ def test_maps_measured_only_where_the_chain_re_anchors_give_the_probe_of_maps_ev
 
     x = _input(8, 3, 16, 16)
     plain = lambda: initlab.plain_net(depth=8, width=8, input_shape=(3, 16, 16))  # noqa: E731
-    for factory, batched, all_anchored in [(plain, False, False), (plain, True, False), (lambda: resnet18(width=8), False, True)]:
+    cases = [(plain, False, False), (plain, True, False), (lambda: resnet18(width=8), False, True)]
+    for factory, batched, all_anchored in cases:
         probes, maps = {}, {}
         for everywhere in (True, False):
             taken = []
