@@ -120,10 +120,10 @@ def activation_factor(module: nn.Module) -> float | None:
     0.425, SiLU 0.356, tanh 0.394, and Hugging Face's ``GELUActivation``, ``NewGELUActivation``,
     ...), by Gauss–Hermite quadrature on the module itself; None for anything else. The
     generalized He condition is c·n·Var[w] = 1 (for a rectifier c = ½(1+a²), eq. 7)."""
-    if is_rectifier(module) or list(module.parameters(recurse=False)) or list(module.children()):
-        return None
-    name = type(module).__name__.lower()
+    name = type(module).__name__.lower()  # the type first: the probe asks this of every module its tensor enters
     if not (isinstance(module, SMOOTH_TYPES) or ("activation" in name and any(n in name for n in _SMOOTH_NAMES))):
+        return None
+    if is_rectifier(module) or list(module.parameters(recurse=False)) or list(module.children()):
         return None
     key = (type(module), repr(module))
     if key not in _FACTORS:
