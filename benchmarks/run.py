@@ -526,10 +526,12 @@ def _one_read_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
     _hooked_pass(model, x, record)
 
 
-def _monitor_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
+def _monitor_pass(model: torch.nn.Module, x: torch.Tensor) -> int:
     """A torch-surgeon-style monitor: forward hooks (mean, std, zero fraction) and tensor gradient
     hooks on each layer's output (norm, std, max), three ``.item()`` each. (A variant with
-    ``register_full_backward_hook`` raises on an in-place ReLU after the layer: pytorch#61519.)"""
+    ``register_full_backward_hook`` raises on an in-place ReLU after the layer: pytorch#61519.)
+    Returns the layer calls it recorded: a module hook never sees a weight used by a functional
+    call, as ``nn.MultiheadAttention`` uses its projections."""
     forward, backward = [], []
 
     def record(module, inputs, output):
@@ -539,6 +541,7 @@ def _monitor_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
                                                                grad.abs().max().item())))
 
     _hooked_pass(model, x, record)
+    return len(forward)
 
 
 def _small_transformer(device: torch.device) -> torch.nn.Module:
@@ -576,12 +579,14 @@ def bench_peers(device: torch.device, quick: bool) -> None:
             INFO.append((f"peers {label}: {name}", ratio))
         bare_elements, probe_elements, floor_elements = (count_device_ops(lambda: function(model, x))[1]
                                                          for function in (_bare_pass, _probe_pass, _one_read_pass))
+        probe_calls, monitor_calls = len(_probe_one(model, x, 0, None)[1].names), _monitor_pass(model, x)
         fastest = ratios["monitor hooks (fwd+bwd)"]
         report(f"probe vs peers, {label}", ratios["initlab probe"], f"≤ fwd+bwd peer {fastest:.3f}",
                ratios["initlab probe"] <= fastest,
                " · ".join(f"{name} ×{ratio:.3f}" for name, ratio in ratios.items()) + f" · bare {bare * 1e3:.0f} ms"
                f" · operand elements beyond the bare pass: probe {(probe_elements - bare_elements) / 1e6:.0f} M, "
-               f"one read per tensor {(floor_elements - bare_elements) / 1e6:.0f} M")
+               f"one read per tensor {(floor_elements - bare_elements) / 1e6:.0f} M · layer calls recorded: probe "
+               f"{probe_calls}, monitor {monitor_calls}")
 
 
 # -- device ops: what a GPU launches ----------------------------------------------------------------
