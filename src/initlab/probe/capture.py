@@ -156,13 +156,19 @@ class _Call:
     grad_output_map: torch.Tensor | None = None
 
 
+def _link_closed(link: _Frontier | None, index: int) -> bool:
+    """The link into call ``index`` is closed-form: the probe followed the previous call's output
+    into it through closed-form ops only."""
+    return link is not None and link.origin == index - 1 and link.closed
+
+
 def closed_links(calls: list[_Call], in_degree: Counter) -> tuple[list[bool], list[bool]]:
-    """(forward, backward) per call: is the link into it closed-form, and the link from the next
-    call's input back to its output? Forward: the probe followed the previous call's output into
-    it through closed-form ops only. Backward: that link, where nothing else consumed the tensors
-    on it (every node along it has one consumer in the autograd graph, ``in_degree``); never for
-    the last call. Elsewhere the theory's chains re-anchor on the measurement."""
-    forward = [c.link is not None and c.link.origin == c.index - 1 and c.link.closed for c in calls]
+    """(forward, backward) per call: is the link into it closed-form (``_link_closed``), and the
+    link from the next call's input back to its output? Backward: the next call's forward link,
+    where nothing else consumed the tensors on it (every node along it has one consumer in the
+    autograd graph, ``in_degree``); never for the last call. Elsewhere the theory's chains
+    re-anchor on the measurement."""
+    forward = [_link_closed(c.link, c.index) for c in calls]
     backward = [forward[i + 1] and all(in_degree.get(node, 0) == 1 for node in calls[i + 1].link.nodes
                                        if node is not None)
                 for i in range(len(calls) - 1)] + [False] * bool(calls)
@@ -533,9 +539,8 @@ class _LayerRecording:
                      list(link.kinds) if link is not None else [], weight, bias, module_type)
         call.channels_first = channels_first
         unit_dim = _unit_dim(x, channels_first)
-        closed = link is not None and link.origin == index - 1 and link.closed  # as ``closed_links``
         call.input_map, call.stats["input_second_moment"], _, input_units, free_means = self._map(
-            x, spatial_dims if _needs_map(spatial_dims, closed) else 0, unit_dim)
+            x, spatial_dims if _needs_map(spatial_dims, _link_closed(link, index)) else 0, unit_dim)
         call.stats["input_unit_log_variance"] = _Derived(_unit_log_variance, (input_units,))
         rectifiers = [f for f, kind in zip(call.prefix_factors, link.factor_kinds if link is not None else [])
                       if kind == "rectifier"]

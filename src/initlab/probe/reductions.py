@@ -352,14 +352,13 @@ def _reads_channels_once(data: torch.Tensor, dim: int) -> bool:
 
 def _channel_square_sums(data: torch.Tensor) -> torch.Tensor:
     """Σ over every dim but 1 of x² for a contiguous (N, C, ...) tensor, from its (n, c) rows of P
-    positions: each row's L2 norm (a reduction over the contiguous dim), squared and summed over n;
-    at most ``_Scratch.SMALL_BYTES``, each row's dot product with itself as one batched matrix product
-    (N·C products of 1×P by P×1), then the sum over n: one op fewer. The plain formula:
-    ``data.square().sum(dim=(0, 2, ...))``. Measured on this project's 2-core CPU (best of three
-    medians, tensors not in cache), norms against the batched product, whose kernel is slow on short
-    rows: 62 against 153 µs for 64×32×16², 34 against 47 for 64×64×8², 135 against 296 for
-    4×1024×14²; equal within 6 % from P = 1024 up (140 against 135 for 64×16×32², 582 against 551
-    for 4×256×56²); at 8 KB the extra op loses (7.1 against 6.2 for 2×16×8²)."""
+    positions: each row's L2 norm (a reduction over the contiguous dim), squared and summed over n.
+    The plain formula: ``data.square().sum(dim=(0, 2, ...))``. Measured on this project's 2-core CPU
+    (best of three medians, tensors not in cache) against each row's dot product with itself as one
+    batched matrix product (N·C products of 1×P by P×1), whose kernel is slow on short rows: 62
+    against 153 µs for 64×32×16², 34 against 47 for 64×64×8², 135 against 296 for 4×1024×14²; equal
+    within 6 % from P = 1024 up (140 against 135 for 64×16×32², 582 against 551 for 4×256×56²). At
+    ``_Scratch.SMALL_BYTES`` and below the product stays: one op fewer (6.2 against 7.1 for 2×16×8²)."""
     if data.numel() * data.element_size() <= _Scratch.SMALL_BYTES:
         rows = data.reshape(data.shape[0] * data.shape[1], 1, -1)
         return torch.bmm(rows, rows.transpose(1, 2)).view(data.shape[0], data.shape[1]).sum(0)
