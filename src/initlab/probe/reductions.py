@@ -254,8 +254,14 @@ class _Scratch:
     def __init__(self) -> None:
         self.buffer: torch.Tensor | None = None
 
+    @classmethod
+    def is_small(cls, data: torch.Tensor) -> bool:
+        """At most ``SMALL_BYTES``: a tensor on which an op's fixed cost outweighs its read (the
+        threshold of the square here, ``_channel_square_sums`` and ``_reads_features_once``)."""
+        return data.numel() * data.element_size() <= cls.SMALL_BYTES
+
     def square(self, data: torch.Tensor) -> torch.Tensor:
-        if data.numel() * data.element_size() <= self.SMALL_BYTES:
+        if self.is_small(data):
             return torch.mul(data, data)
         if (self.buffer is None or self.buffer.numel() < data.numel() or self.buffer.dtype != data.dtype
                 or self.buffer.device != data.device):
@@ -359,7 +365,7 @@ def _channel_square_sums(data: torch.Tensor) -> torch.Tensor:
     against 153 µs for 64×32×16², 34 against 47 for 64×64×8², 135 against 296 for 4×1024×14²; equal
     within 6 % from P = 1024 up (140 against 135 for 64×16×32², 582 against 551 for 4×256×56²). At
     ``_Scratch.SMALL_BYTES`` and below the product stays: one op fewer (6.2 against 7.1 for 2×16×8²)."""
-    if data.numel() * data.element_size() <= _Scratch.SMALL_BYTES:
+    if _Scratch.is_small(data):
         rows = data.reshape(data.shape[0] * data.shape[1], 1, -1)
         return torch.bmm(rows, rows.transpose(1, 2)).view(data.shape[0], data.shape[1]).sum(0)
     rows = data.reshape(data.shape[0] * data.shape[1], -1)
@@ -402,7 +408,7 @@ def _reads_features_once(data: torch.Tensor, dim: int, stacked: int = 1) -> bool
     2.2 ms for 4096×768; at 64 KB and below its fixed cost loses (14.5 against 11.4 µs for 64×256).
     Channels along dim 1 of an (N, C, H, W) tensor are 3–7× slower this way (``_reads_channels_once``)."""
     return (not _uses_welford(data) and stacked == 1 and data.dim() >= 2 and dim == data.dim() - 1
-            and data.numel() * data.element_size() > _Scratch.SMALL_BYTES)
+            and not _Scratch.is_small(data))
 
 
 def _feature_moments(data: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -461,16 +467,16 @@ GRAM_POSITIONS = 64  # a channel with fewer positions takes its Gram apart (``_s
 
 def _shares_channel_grams(data: torch.Tensor, dim: int, stacked: int = 1) -> bool:
     """Take a CPU layer output's per-channel Σy² and its examples' Gram matrix from one batched
-    product (``_channel_grams``): channels along dim 1 of a contiguous (N, C, ...) tensor, a batch of
-    at most ``CORRELATION_EXAMPLES`` (so the Gram covers every example), at least ``GRAM_POSITIONS``
-    positions per channel, one seed. One read in place of two, and a (k × D) by (D × k) product with
+    product (``_channel_grams``): channels along dim 1 of a contiguous (N, C, ...) CPU tensor
+    (``_reads_channels_once``), a batch of at most ``CORRELATION_EXAMPLES`` (so the Gram covers every
+    example), at least ``GRAM_POSITIONS`` positions per channel, one seed. One read in place of two, and a (k × D) by (D × k) product with
     D in the hundreds of thousands is slow on its own. Measured on this project's 2-core CPU, tensors
     not in cache, the per-channel sums (then batched row dot products) and the Gram against the shared
     product: 2.58 against 0.77 ms for 4×256×56², 1.06 against 0.55 for 4×512×28², 0.97 against 0.57
     for 16×64×32², 0.037 against 0.028 for 2×16×8²; with 49 positions it loses (0.32 against 0.39 for
     4×2048×7²)."""
-    return (not _uses_welford(data) and stacked == 1 and dim == 1 and data.dim() >= 3 and data.is_contiguous()
-            and 2 <= data.shape[0] <= CORRELATION_EXAMPLES and math.prod(data.shape[2:]) >= GRAM_POSITIONS)
+    return (_reads_channels_once(data, dim) and stacked == 1 and 2 <= data.shape[0] <= CORRELATION_EXAMPLES
+            and math.prod(data.shape[2:]) >= GRAM_POSITIONS)
 
 
 def _channel_grams(data: torch.Tensor) -> torch.Tensor:
