@@ -44,6 +44,9 @@ medians over repeats and each ratio is the ratio of the two medians.
   elements of the tensor operands of every computing aten op beyond the bare pass's, for the probe
   and for that floor (each tensor argument counted: x·x into a buffer counts x twice and the
   buffer once), how many reads the statistics cost.
+- widths (no target): the probe and the monitor above on transformers 128, 256 and 512 wide (4 layers,
+  batch 8, sequence 128), ratio to a bare pass and the milliseconds each adds: how the probe's fixed
+  host work weighs as the model grows.
 - ops (no target): device ops per pass (views and allocations left out; on a GPU about one kernel
   launch each) of a bare pass and of the probe; on a CPU also with the probe's GPU reductions.
 """
@@ -589,6 +592,36 @@ def bench_peers(device: torch.device, quick: bool) -> None:
                f"{probe_calls}, monitor {monitor_calls}")
 
 
+def bench_widths(device: torch.device, quick: bool) -> None:
+    """The probe and the monitor on ``nn.TransformerEncoder`` nets of growing width (4 layers, feed-forward
+    4·d, batch 8, sequence 128): where the probe's fixed host work stops dominating. No target: the
+    peers' target is judged on the small transformer (``bench_peers``)."""
+    widths, sequence, rounds = ((64, 128), 16, 2) if quick else ((128, 256, 512), 128, 7)
+    for width in widths:
+        torch.manual_seed(0)
+        layer = torch.nn.TransformerEncoderLayer(width, max(4, width // 64), dim_feedforward=4 * width, dropout=0.0,
+                                                 batch_first=True)
+        model = torch.nn.Sequential(torch.nn.TransformerEncoder(layer, 4, enable_nested_tensor=False),
+                                    torch.nn.Linear(width, width)).to(device)
+        x = torch.randn(8, sequence, width, device=device)
+        recorders = {"bare": _bare_pass, "monitor": _monitor_pass, "probe": _probe_pass}
+        times: dict[str, list[float]] = {name: [] for name in recorders}
+        for _ in range(rounds + 1):  # the first round warms up
+            for name, function in recorders.items():
+                _sync(device)
+                start = time.perf_counter()
+                function(model, x)
+                _sync(device)
+                times[name].append(time.perf_counter() - start)
+        bare, monitor, probe = (statistics.median(times[name][1:]) for name in recorders)
+        label = f"transformer d={width} 8×{sequence}"
+        INFO.append((f"widths {label}: monitor hooks (fwd+bwd)", monitor / bare))
+        INFO.append((f"widths {label}: initlab probe", probe / bare))
+        print(f"info {label:<34} probe ×{probe / bare:.3f} · monitor ×{monitor / bare:.3f} · bare {bare * 1e3:.0f} ms · "
+              f"beyond the bare pass: probe {(probe - bare) * 1e3:.1f} ms, monitor {(monitor - bare) * 1e3:.1f} ms",
+              flush=True)
+
+
 # -- device ops: what a GPU launches ----------------------------------------------------------------
 
 _VIEW_OPS = {"view", "_unsafe_view", "reshape", "_reshape_alias", "as_strided", "transpose", "t", "slice", "select",
@@ -649,7 +682,7 @@ def bench_ops(device: torch.device, quick: bool) -> None:
 
 BENCHMARKS = {"probe": bench_probe, "host": bench_host, "resnet50": bench_resnet50, "sweep": bench_sweep,
               "train": bench_train, "memory": bench_memory, "syncs": bench_syncs, "scaling": bench_scaling,
-              "peers": bench_peers, "ops": bench_ops}
+              "peers": bench_peers, "widths": bench_widths, "ops": bench_ops}
 
 
 def main() -> int:

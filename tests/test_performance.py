@@ -166,20 +166,25 @@ def test_the_gpu_reductions_give_the_cpu_numbers(monkeypatch):
 
 
 def test_benchmark_script_runs_and_reports_each_ratio_against_its_target(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "probe,host,sweep,ops",
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "probe,host,sweep,ops,widths",
                              "--json", str(tmp_path / "bench.json")], capture_output=True, text=True, timeout=600)
     assert result.returncode in (0, 1), result.stderr
     import json
     rows = json.loads((tmp_path / "bench.json").read_text())
     # the host figure is printed with no target and does not count towards the exit code; a target
     # out of reach on this machine (a bound measured in the same run) does not either
-    assert [row["target"] for row in rows] == ["≤ 1.05", "≥ 1.5"] + [None] * 4
+    assert [row["target"] for row in rows] == ["≤ 1.05", "≥ 1.5"] + [None] * 8
     # the probe's ≤ 1.05 is never excused; the sweep's ≥ 1.5 may be, by the bound measured beside it
     assert rows[0]["met"] is not None and all(row["met"] is None for row in rows[2:])
     ops = {row["name"]: row["value"] for row in rows if row["name"].startswith("device ops")}
     assert list(ops) == ["device ops per pass, plain-30", "device ops per pass, ResNet-50",
                          "device ops per pass, transformer 4×128"] and min(ops.values()) > 100
     assert all(row["value"] > 0 for row in rows)
+    widths = {row["name"]: row["value"] for row in rows if row["name"].startswith("widths")}
+    assert list(widths) == [f"widths transformer d={d} 8×16: {name}" for d in (64, 128)
+                            for name in ("monitor hooks (fwd+bwd)", "initlab probe")]
+    # the probe records every layer call (both sides, and the norms, sums and attention): slower than a bare pass
+    assert all(value > 1.0 for name, value in widths.items() if name.endswith("initlab probe"))
     assert all(row["status"] == ("met" if row["met"] else row["status"]) for row in rows if row["target"])
     assert all(row["status"] in ("met", "missed", "out of reach") for row in rows if row["target"])
     assert "info host work per probe" in result.stdout and "any batching ≤ ×" in result.stdout
