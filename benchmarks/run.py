@@ -554,6 +554,22 @@ def _small_transformer(device: torch.device) -> torch.nn.Module:
                                torch.nn.Linear(128, 128)).to(device)
 
 
+def _round_medians(passes: dict[str, Callable], model: torch.nn.Module, x: torch.Tensor, rounds: int,
+                   device: torch.device) -> dict[str, float]:
+    """Each pass's median time over ``rounds`` rounds that run every pass once in turn, after one
+    round that warms up: drift on the machine hits every pass alike."""
+    times: dict[str, list[float]] = {name: [] for name in passes}
+    for round_ in range(rounds + 1):
+        for name, function in passes.items():
+            _sync(device)
+            start = time.perf_counter()
+            function(model, x)
+            _sync(device)
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def bench_peers(device: torch.device, quick: bool) -> None:
     from check_resnet50 import resnet50
 
@@ -568,16 +584,9 @@ def bench_peers(device: torch.device, quick: bool) -> None:
                  "monitor hooks (fwd+bwd)": _monitor_pass, "initlab probe": _probe_pass}
     rounds = 3 if quick else 9
     for label, (model, x) in models.items():
-        times: dict[str, list[float]] = {name: [] for name in ("bare", *recorders)}
-        for _ in range(rounds + 1):  # the first round warms up
-            for name, function in (("bare", _bare_pass), *recorders.items()):
-                _sync(device)
-                start = time.perf_counter()
-                function(model, x)
-                _sync(device)
-                times[name].append(time.perf_counter() - start)
-        bare = statistics.median(times["bare"][1:])
-        ratios = {name: statistics.median(times[name][1:]) / bare for name in recorders}
+        medians = _round_medians({"bare": _bare_pass, **recorders}, model, x, rounds, device)
+        bare = medians["bare"]
+        ratios = {name: medians[name] / bare for name in recorders}
         for name, ratio in ratios.items():
             INFO.append((f"peers {label}: {name}", ratio))
         bare_elements, probe_elements, floor_elements = (count_device_ops(lambda: function(model, x))[1]
@@ -604,16 +613,9 @@ def bench_widths(device: torch.device, quick: bool) -> None:
         model = torch.nn.Sequential(torch.nn.TransformerEncoder(layer, 4, enable_nested_tensor=False),
                                     torch.nn.Linear(width, width)).to(device)
         x = torch.randn(8, sequence, width, device=device)
-        recorders = {"bare": _bare_pass, "monitor": _monitor_pass, "probe": _probe_pass}
-        times: dict[str, list[float]] = {name: [] for name in recorders}
-        for _ in range(rounds + 1):  # the first round warms up
-            for name, function in recorders.items():
-                _sync(device)
-                start = time.perf_counter()
-                function(model, x)
-                _sync(device)
-                times[name].append(time.perf_counter() - start)
-        bare, monitor, probe = (statistics.median(times[name][1:]) for name in recorders)
+        medians = _round_medians({"bare": _bare_pass, "monitor": _monitor_pass, "probe": _probe_pass}, model, x,
+                                 rounds, device)
+        bare, monitor, probe = medians["bare"], medians["monitor"], medians["probe"]
         label = f"transformer d={width} 8×{sequence}"
         INFO.append((f"widths {label}: monitor hooks (fwd+bwd)", monitor / bare))
         INFO.append((f"widths {label}: initlab probe", probe / bare))
