@@ -547,11 +547,14 @@ def _monitor_pass(model: torch.nn.Module, x: torch.Tensor) -> int:
     return len(forward)
 
 
-def _small_transformer(device: torch.device) -> torch.nn.Module:
+def _small_transformer(device: torch.device, width: int = 128) -> torch.nn.Module:
+    """``nn.TransformerEncoder``, 4 layers ``width`` wide (heads of 64, at least 4; feed-forward 4·width), and a
+    Linear head."""
     torch.manual_seed(0)
-    layer = torch.nn.TransformerEncoderLayer(128, 4, dim_feedforward=512, dropout=0.0, batch_first=True)
+    layer = torch.nn.TransformerEncoderLayer(width, max(4, width // 64), dim_feedforward=4 * width, dropout=0.0,
+                                             batch_first=True)
     return torch.nn.Sequential(torch.nn.TransformerEncoder(layer, 4, enable_nested_tensor=False),
-                               torch.nn.Linear(128, 128)).to(device)
+                               torch.nn.Linear(width, width)).to(device)
 
 
 def _round_medians(passes: dict[str, Callable], model: torch.nn.Module, x: torch.Tensor, rounds: int,
@@ -607,11 +610,7 @@ def bench_widths(device: torch.device, quick: bool) -> None:
     peers' target is judged on the small transformer (``bench_peers``)."""
     widths, sequence, rounds = ((64, 128), 16, 2) if quick else ((128, 256, 512), 128, 7)
     for width in widths:
-        torch.manual_seed(0)
-        layer = torch.nn.TransformerEncoderLayer(width, max(4, width // 64), dim_feedforward=4 * width, dropout=0.0,
-                                                 batch_first=True)
-        model = torch.nn.Sequential(torch.nn.TransformerEncoder(layer, 4, enable_nested_tensor=False),
-                                    torch.nn.Linear(width, width)).to(device)
+        model = _small_transformer(device, width)
         x = torch.randn(8, sequence, width, device=device)
         medians = _round_medians({"bare": _bare_pass, "monitor": _monitor_pass, "probe": _probe_pass}, model, x,
                                  rounds, device)
@@ -619,9 +618,9 @@ def bench_widths(device: torch.device, quick: bool) -> None:
         label = f"transformer d={width} 8×{sequence}"
         INFO.append((f"widths {label}: monitor hooks (fwd+bwd)", monitor / bare))
         INFO.append((f"widths {label}: initlab probe", probe / bare))
-        print(f"info {label:<34} probe ×{probe / bare:.3f} · monitor ×{monitor / bare:.3f} · bare {bare * 1e3:.0f} ms · "
-              f"beyond the bare pass: probe {(probe - bare) * 1e3:.1f} ms, monitor {(monitor - bare) * 1e3:.1f} ms",
-              flush=True)
+        print(f"info {label:<34} probe ×{probe / bare:.3f} · monitor ×{monitor / bare:.3f} · "
+              f"bare {bare * 1e3:.0f} ms · beyond the bare pass: probe {(probe - bare) * 1e3:.1f} ms, "
+              f"monitor {(monitor - bare) * 1e3:.1f} ms", flush=True)
 
 
 # -- device ops: what a GPU launches ----------------------------------------------------------------

@@ -166,8 +166,9 @@ def test_the_gpu_reductions_give_the_cpu_numbers(monkeypatch):
 
 
 def test_benchmark_script_runs_and_reports_each_ratio_against_its_target(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "probe,host,sweep,ops,widths",
-                             "--json", str(tmp_path / "bench.json")], capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only",
+                             "probe,host,sweep,ops,widths", "--json", str(tmp_path / "bench.json")],
+                            capture_output=True, text=True, timeout=600)
     assert result.returncode in (0, 1), result.stderr
     import json
     rows = json.loads((tmp_path / "bench.json").read_text())
