@@ -15,7 +15,7 @@ medians over repeats and each ratio is the ratio of the two medians.
   same rounds: the floor of any recorder (one read of each layer's input, output and their
   gradients, ``_one_read_pass``), which excuses no miss. Printed beside: each pass's minor page
   faults, which ``--allocator steady`` takes away (on this project's CPU machine the allocator's
-  trimming makes a pass fault thousands of times, at up to 4 µs a fault).
+  trimming makes a pass fault thousands of times, at 1–4 µs a fault).
 - sweep: S=16 seeds probed sequentially over the same 16 seeds probed batched (``batched=True``).
   Target ≥ 1.5 on a CPU, ≥ 5 on a GPU. Printed beside it: the most any batching could gain here,
   from the FLOPs at the fastest rate this machine runs plain-30's layers (``sweep_bound``; the
@@ -580,7 +580,7 @@ def _round_times(passes: dict[str, Callable], model: torch.nn.Module, x: torch.T
                  device: torch.device) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Each pass's times over ``rounds`` rounds that run every pass once in turn, after one round
     that warms up: drift on the machine hits every pass alike. Also each pass's median count of
-    minor page faults: on this project's CPU machine one costs about 4 µs, and the allocator's
+    minor page faults: on this project's CPU machine one costs 1–4 µs, and the allocator's
     trimming makes some passes fault thousands of times (``--allocator steady``)."""
     times: dict[str, list[float]] = {name: [] for name in passes}
     faults: dict[str, list[int]] = {name: [] for name in passes}
