@@ -197,11 +197,10 @@ def test_benchmark_script_runs_and_reports_each_ratio_against_its_target(tmp_pat
     assert bad.returncode == 2 and "unknown benchmark nothing" in bad.stderr
 
 
-def _faults_per_pass(stdout: str) -> tuple[int, int]:
-    """(bare, probe) page faults per pass, from the probe benchmark's line."""
+def _bare_faults_per_pass(stdout: str) -> int:
+    """A bare pass's page faults, from the probe benchmark's line."""
     line = next(line for line in stdout.splitlines() if "probe overhead, plain-30" in line)
-    bare, probe = line.split("page faults per pass: bare ")[1].split(", probe ")
-    return int(bare), int(probe)
+    return int(line.split("page faults per pass: bare ")[1].split(",")[0])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc tunables")
@@ -212,11 +211,10 @@ def test_benchmark_steady_allocator_reruns_the_script_with_no_page_faults_after_
     assert result.returncode in (0, 1), result.stderr
     assert "allocator steady" in result.stdout.splitlines()[0]
     # glibc keeps freed memory: a warm bare pass of plain-30 at batch 64 maps no new page (each of its
-    # 4 MB activations can take 1,024 under the system allocator's trimming; quick runs measured 0–4,064
+    # 4 MB activations can take 1,024 under the system allocator's trimming: quick runs took 4,064–23,555
     # a pass); 64 leaves room for Python's own arenas. The probe's median is 1–3, but 514 in one run
     # of 6: not asserted
-    bare, _ = _faults_per_pass(result.stdout)
-    assert bare <= 64
+    assert _bare_faults_per_pass(result.stdout) <= 64
 
 
 def test_benchmark_allocator_environments_add_and_take_away_only_their_own_tunables(monkeypatch):
