@@ -190,7 +190,8 @@ def _cli(args, env_extra=None, runner=None):
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     command = (runner or [sys.executable, "-m", "initlab"]) + args
     completed = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
-    assert completed.returncode == 0, completed.stderr[-2000:]
+    # a failing worker's own lines come first, torchrun's summary of the failure last
+    assert completed.returncode == 0, completed.stderr[:3000] + "\n[...]\n" + completed.stderr[-2000:]
     return json.loads(completed.stdout)
 
 
@@ -207,6 +208,20 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
         assert b["val_error"] == pytest.approx(a["val_error"], abs=1e-9)
     assert (tmp_path / "ddp" / "kaiming" / "checkpoint.pt").exists()
+
+
+def test_stop_distributed_leaves_the_process_group_and_is_a_no_op_without_one(tmp_path):
+    import torch.distributed as dist
+
+    from initlab.train import stop_distributed
+    stop_distributed(True)  # one process, no group: nothing to leave
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    stop_distributed(True)  # a barrier of one rank, then the group is destroyed
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store2'}", rank=0, world_size=1)
+    stop_distributed(False)  # a rank that failed leaves with no barrier
+    assert not dist.is_initialized()
 
 
 def test_ctrl_c_leaves_history_and_checkpoint_intact(tmp_path):

@@ -469,7 +469,7 @@ def train_command(
     from .models import ModelRecipe
     from .probe import resolve_device
     from .folders import run_folder_name, write_train_folder
-    from .train import TrainConfig, start_distributed, train_scheme
+    from .train import TrainConfig, start_distributed, stop_distributed, train_scheme
 
     if output_format not in ("table", "json"):
         raise ValueError(f"--format must be table or json, got {output_format!r}")
@@ -485,29 +485,35 @@ def train_command(
                          schedule=schedule, seed=seed, steps=steps, input_scale=input_scale)
     inits = _init_specs(compare or init, None, False)
     rank, world, ddp_device = start_distributed()
-    target = ddp_device or resolve_device(device)
-    data = load_dataset(dataset, seed=seed, input_shape=_parse_shape(input_shape))
-    recipe = ModelRecipe(model, depth, width, data.input_shape, act, stages, data.num_classes)
-    factory = recipe.factory()
-    if out is not None and rank == 0:
-        check_writable_directory(out)
-    progress_style = _progress_style(quiet) if rank == 0 else None
-    results = {}
-    with BackgroundWriter("initlab-history") as history_writes:  # on disk when the block is left, Ctrl-C too
-        for init_spec in inits:
-            directory = out / run_folder_name(init_spec) if out is not None else None
-            if directory is not None and rank == 0:
-                directory.mkdir(parents=True, exist_ok=True)
-            results[init_spec] = train_scheme(
-                factory, None if init_spec == OWN_INIT else init_spec, data, config, device=target,
-                checkpoint=directory / "checkpoint.pt" if directory is not None else None,
-                resume=resume and directory is not None and (directory / "checkpoint.pt").exists(),
-                on_step=_progress_printer(f"training {init_spec} · steps", progress_style),
-                on_epoch=_history_writer(directory, history_writes) if directory is not None and rank == 0 else None,
-                watch_every=watch_every)
-            results[init_spec].config.update({"model": model, "depth": depth, "width": width, "stages": stages,
-                                              "act": act, "dataset": dataset, "device": str(target),
-                                              "world_size": world})
+    completed = False
+    try:
+        target = ddp_device or resolve_device(device)
+        data = load_dataset(dataset, seed=seed, input_shape=_parse_shape(input_shape))
+        recipe = ModelRecipe(model, depth, width, data.input_shape, act, stages, data.num_classes)
+        factory = recipe.factory()
+        if out is not None and rank == 0:
+            check_writable_directory(out)
+        progress_style = _progress_style(quiet) if rank == 0 else None
+        results = {}
+        with BackgroundWriter("initlab-history") as history_writes:  # on disk when the block is left, Ctrl-C too
+            for init_spec in inits:
+                directory = out / run_folder_name(init_spec) if out is not None else None
+                if directory is not None and rank == 0:
+                    directory.mkdir(parents=True, exist_ok=True)
+                results[init_spec] = train_scheme(
+                    factory, None if init_spec == OWN_INIT else init_spec, data, config, device=target,
+                    checkpoint=directory / "checkpoint.pt" if directory is not None else None,
+                    resume=resume and directory is not None and (directory / "checkpoint.pt").exists(),
+                    on_step=_progress_printer(f"training {init_spec} · steps", progress_style),
+                    on_epoch=(_history_writer(directory, history_writes) if directory is not None and rank == 0
+                              else None),
+                    watch_every=watch_every)
+                results[init_spec].config.update({"model": model, "depth": depth, "width": width, "stages": stages,
+                                                  "act": act, "dataset": dataset, "device": str(target),
+                                                  "world_size": world})
+        completed = True
+    finally:
+        stop_distributed(completed)  # before rank 0 writes: no rank exits with the group still open
     if rank != 0:
         return
     documents = [result.to_dict() for result in results.values()]

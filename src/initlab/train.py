@@ -426,3 +426,15 @@ def start_distributed() -> tuple[int, int, torch.device | None]:
         return dist.get_rank(), world, torch.device("cuda", local_rank)
     dist.init_process_group("gloo")
     return dist.get_rank(), world, torch.device("cpu")
+
+
+def stop_distributed(completed: bool) -> None:
+    """Leave the process group that ``start_distributed`` joined, as torch asks of every process
+    before it exits: where every rank ``completed`` its work, first a barrier, so that no rank
+    closes its connections while another still uses them; then ``destroy_process_group``. With
+    no group (one process), nothing."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if completed:
+        dist.barrier()
+    dist.destroy_process_group()
