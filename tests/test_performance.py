@@ -235,6 +235,22 @@ def test_benchmark_allocator_environments_add_and_take_away_only_their_own_tunab
     assert run._system_environment() == {}
 
 
+def test_benchmark_steady_allocator_without_glibc_is_a_one_line_error(monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    monkeypatch.setattr(run.platform, "libc_ver", lambda: ("", ""))
+    monkeypatch.delenv(run.STEADY_MARK, raising=False)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--allocator", "steady", "--only", "probe", "--device", "cpu"])
+    monkeypatch.setattr(run.os, "execve", lambda *args: pytest.fail("reran without glibc"))
+    with pytest.raises(SystemExit) as exit_:
+        run.main()
+    assert exit_.value.code == 2
+    assert "--allocator steady needs glibc" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs a git checkout (reads probe.py at a revision)")
 def test_ab_script_compares_a_revision_with_the_working_tree():
     script = str(ROOT / "benchmarks" / "ab_probe.py")
