@@ -217,12 +217,18 @@ def test_benchmark_steady_allocator_reruns_the_script_with_no_page_faults_after_
     assert _bare_faults_per_pass(result.stdout) <= 64
 
 
-def test_benchmark_allocator_environments_add_and_take_away_only_their_own_tunables(monkeypatch):
+def _benchmark_script():
+    """benchmarks/run.py as a module, for its helpers."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import run
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+    return run
+
+
+def test_benchmark_allocator_environments_add_and_take_away_only_their_own_tunables(monkeypatch):
+    run = _benchmark_script()
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")
     monkeypatch.delenv(run.STEADY_MARK, raising=False)
     steady = run._steady_environment()
@@ -236,11 +242,7 @@ def test_benchmark_allocator_environments_add_and_take_away_only_their_own_tunab
 
 
 def test_benchmark_steady_allocator_without_glibc_is_a_one_line_error(monkeypatch, capsys):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import run
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    run = _benchmark_script()
     monkeypatch.setattr(run.platform, "libc_ver", lambda: ("", ""))
     monkeypatch.delenv(run.STEADY_MARK, raising=False)
     monkeypatch.setattr(sys, "argv", ["run.py", "--allocator", "steady", "--only", "probe", "--device", "cpu"])
