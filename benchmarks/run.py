@@ -758,15 +758,15 @@ def main() -> int:
     if args.memory_child:
         _memory_child(args.memory_child, str(device))
         return 0
-    if args.allocator == "steady" and os.environ.get(STEADY_MARK) != "1":
-        if platform.libc_ver()[0] != "glibc":
-            parser.error("--allocator steady needs glibc (its malloc tunables); this Python runs on "
-                         f"{platform.libc_ver()[0] or 'another C library'}")
-        os.execve(sys.executable, [sys.executable, *sys.argv], _steady_environment())
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; valid: {', '.join(BENCHMARKS)}")
+    if args.allocator == "steady" and os.environ.get(STEADY_MARK) != "1":  # after every check: a bad rerun helps no one
+        if platform.libc_ver()[0] != "glibc":
+            parser.error("--allocator steady needs glibc (its malloc tunables); this Python runs on "
+                         f"{platform.libc_ver()[0] or 'another C library'}")
+        os.execve(sys.executable, [sys.executable, *sys.argv], _steady_environment())
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or
                                                                              platform.machine())
     print(f"{time.strftime('%Y-%m-%d')} · {device} · {name} · {os.cpu_count()} CPUs · "
