@@ -1,4 +1,4 @@
-"""Time `initlab.check` on a ResNet-50-sized network at 224×224, batch 8 (issue 5's benchmark).
+"""Time `initlab.check` on a ResNet-50-sized network at 224×224, batch 8.
 
 The network is torchvision's ResNet-50 layout (Bottleneck blocks [3, 4, 6, 3], widths 64–2048,
 25.6 M parameters) written out here so that torchvision is not needed; torchvision's own model is

@@ -1,6 +1,6 @@
 """The paper's Figure 3 at CPU scale: 30-layer plain ReLU net, xavier-fanin vs kaiming on digits.
 
-Prints both verdicts, the final errors and the wall time (issue 3's target: xavier-fanin
+Prints both verdicts, the final errors and the wall time (the target: xavier-fanin
 `stalled`, kaiming `converged`, under 5 minutes on 2 CPU cores). Run: python benchmarks/figure3.py
 """
 

@@ -1,4 +1,4 @@
-"""Issue 6's performance targets: each ratio measured side by side in one run, printed with its target.
+"""The performance targets: each ratio measured side by side in one run, printed with its target.
 
     python benchmarks/run.py                 # everything, on the GPU when there is one (--device auto)
     python benchmarks/run.py --only probe    # probe, host, resnet50, sweep, train, memory, syncs, scaling

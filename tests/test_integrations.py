@@ -12,13 +12,10 @@ from torch import nn
 
 import initlab
 from initlab.check import UnhealthyInitError
+from module_hooks import hook_count
 
 pl = pytest.importorskip("lightning.pytorch")
 pytest.importorskip("tensorboard")
-
-
-def _hooks(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
 
 
 def _scalars(directory) -> dict[str, list[tuple[int, float]]]:
@@ -69,7 +66,7 @@ def test_the_lightning_callback_watches_the_fit_checks_its_first_step_and_logs_t
     module = _Classifier(_plain("kaiming"))
     callback = InitlabCallback(every=2, on_unhealthy="fail")
     _fit(module, callback, tmp_path)
-    assert callback.report.healthy and _hooks(module) == 0
+    assert callback.report.healthy and hook_count(module) == 0
     frame = callback.frame()
     assert sorted(frame["step"].unique()) == [0, 2]  # 4 batches, every 2nd
     scalars = _scalars(next(tmp_path.rglob("events.out.tfevents.*")).parent)
@@ -83,7 +80,7 @@ def test_the_lightning_callback_fails_or_warns_on_a_default_init(tmp_path):
     module = _Classifier(_plain(None))
     with pytest.raises(UnhealthyInitError, match="PyTorch's default init"):
         _fit(module, InitlabCallback(every=2, on_unhealthy="fail"), tmp_path / "fail")
-    assert _hooks(module) == 0  # removed on the exception too
+    assert hook_count(module) == 0  # removed on the exception too
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         _fit(_Classifier(_plain(None)), InitlabCallback(every=2, on_unhealthy="warn"), tmp_path / "warn")
@@ -109,7 +106,7 @@ def test_the_hugging_face_callback_checks_gpt2_and_fails_on_unit_gaussian_weight
     callback = InitlabCallback(every=2, on_unhealthy="fail", tensorboard_dir=str(tmp_path / "tb"))
     _hf_fit(model, callback, tmp_path)
     assert callback.report.healthy, callback.report.text()
-    assert sorted(callback.frame()["step"].unique()) == [0, 2] and _hooks(model) == 0
+    assert sorted(callback.frame()["step"].unique()) == [0, 2] and hook_count(model) == 0
     assert any(tag.startswith("initlab/grad_second_moment/") for tag in _scalars(tmp_path / "tb"))
     broken, _ = corpus.build("gpt2")
     corpus.redraw_weights(broken, 1.0)  # std-1 weights: saturated attention, exploding stream

@@ -1,4 +1,4 @@
-"""Issue 6's correctness side: batched seed sweeps equal sequential probes, a probe holds no
+"""The performance work's correctness side: batched seed sweeps equal sequential probes, a probe holds no
 activation past its hooks, and (where CUDA is present) no host-device sync per layer. The speed and
 memory ratios themselves are measured by benchmarks/run.py, not asserted here."""
 

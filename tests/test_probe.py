@@ -16,6 +16,7 @@ from initlab.schemes import DIRECTION_STREAM, stream_seed
 
 sys.path.insert(0, str(Path(__file__).parent))
 from architectures import resnet18  # noqa: E402
+from module_hooks import hook_count  # noqa: E402
 
 
 def _input(*shape, seed=0):
@@ -85,10 +86,6 @@ def _state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _hooks(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
-
-
 @pytest.mark.parametrize("raises", [False, True])
 def test_probe_leaves_the_model_exactly_as_found(raises):
     torch.manual_seed(2)
@@ -119,7 +116,7 @@ def test_probe_leaves_the_model_exactly_as_found(raises):
     assert torch.equal(model[0].weight.grad, torch.full_like(model[0].weight, 7.0))
     assert model[0].bias.grad is None
     assert torch.equal(torch.get_rng_state(), rng)
-    assert _hooks(model) == 0
+    assert hook_count(model) == 0
 
 
 def test_batchnorm_running_statistics_are_restored_in_training_mode():

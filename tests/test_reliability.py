@@ -17,6 +17,7 @@ import initlab
 from initlab import theory
 from initlab.activations import parse_activation
 from initlab.cli import _parse_shape, main
+from module_hooks import hook_count
 
 
 def run(capsys, *args):
@@ -132,7 +133,7 @@ def test_repeated_probes_accumulate_no_hooks_and_no_tensors():
     for _ in range(5):
         initlab.probe(model, x, seeds=2)
     assert _live_tensors() <= before
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
+    assert hook_count(model) == 0
 
 
 class _Interrupt(nn.Module):
@@ -149,7 +150,7 @@ def test_ctrl_c_inside_the_forward_leaves_the_model_intact():
         initlab.probe(model, x)
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng)
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == 0
+    assert hook_count(model) == 0
 
 
 # -- property-based checks ----------------------------------------------------------------------

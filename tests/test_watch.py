@@ -14,6 +14,7 @@ from torch import nn
 
 import initlab
 from initlab.watch import WatchError
+from module_hooks import hook_count
 
 
 def _net() -> nn.Module:
@@ -24,10 +25,6 @@ def _net() -> nn.Module:
 def _batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(step)
     return torch.randn(16, 3, 16, 16, generator=generator), torch.randint(0, 10, (16,), generator=generator)
-
-
-def _hooks(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
 def _train(model: nn.Module, steps: int, every: int, snapshots: dict | None = None):
@@ -93,7 +90,7 @@ def test_a_watch_leaves_no_hook_or_forward_behind_also_after_an_exception():
         with initlab.watch(model, every=1):
             model(_batch(0)[0])  # a watched forward whose backward never comes
             raise RuntimeError("boom")
-    assert _hooks(model) == 0
+    assert hook_count(model) == 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(torch.get_rng_state(), rng)
     handle = initlab.watch(model, every=1)
@@ -104,7 +101,7 @@ def test_a_watch_leaves_no_hook_or_forward_behind_also_after_an_exception():
     assert report.healthy and handle.steps_seen == 0  # a check, its projections included, is not a step
     handle.remove()
     handle.remove()  # twice is harmless
-    assert _hooks(model) == 0
+    assert hook_count(model) == 0
     assert handle.frame().empty  # nothing was watched
     with pytest.raises(WatchError, match="every must be a whole number"):
         initlab.watch(model, every=0)
