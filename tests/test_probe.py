@@ -495,3 +495,67 @@ def test_example_correlation_prediction_counts_the_biases():
     hidden = frame.iloc[1:-1]
     assert hidden["example_correlation"].iloc[-1] > 0.95
     assert (hidden["example_correlation"] - hidden["example_correlation_pred"]).abs().max() < 0.05
+
+
+class _Mixer(nn.Module):
+    """An embedding, a weight reused twice, a layer fed through an op the probe does not follow
+    (a concatenation), a residual sum: inputs with and without a covered layer upstream."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.shared, self.head = nn.Embedding(20, 8), nn.Linear(8, 8), nn.Linear(16, 4)
+        self.head.weight = nn.Parameter(self.head.weight.detach().clone())
+        self.tied = nn.Linear(8, 8)
+        self.tied.weight = self.shared.weight  # one parameter under two modules: its first name wins
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        x = x + self.shared(torch.relu(self.shared(x)))
+        return self.head(torch.cat([x, self.tied(x)], dim=-1))
+
+
+def _upstream_models():
+    layer = nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.0, batch_first=True)
+    return [(initlab.plain_net(depth=6, width=4, input_shape=(3, 8, 8)), _input(2, 3, 8, 8)),
+            (resnet18(), _input(2, 3, 16, 16)),
+            (nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), _input(2, 5, 16)),
+            (_Mixer(), torch.randint(0, 20, (3, 5), generator=torch.Generator().manual_seed(0)))]
+
+
+def test_an_input_followed_from_a_layer_has_a_layer_upstream_as_the_graph_walk_finds(monkeypatch):
+    # The shortcut (a followed link proves a layer upstream) against the plain formula, the walk
+    # back through the autograd graph, at every layer call of models with and without a link.
+    from initlab import dataflow
+    from initlab.probe.capture import _Recorder
+
+    original, answers = _Recorder._has_layer_upstream, []
+
+    def checked(self, x, link):
+        walked = x.grad_fn is not None and bool(dataflow.nearest_layers(x.grad_fn, self.layer_nodes, set(),
+                                                                        first=True))
+        answers.append((link is not None, original(self, x, link), walked))
+        return answers[-1][1]
+
+    monkeypatch.setattr(_Recorder, "_has_layer_upstream", checked)
+    for model, x in _upstream_models():
+        torch.manual_seed(0)
+        initlab.probe(model, x)
+    assert answers and all(shortcut == walked for _, shortcut, walked in answers)
+    assert {(linked, shortcut) for linked, shortcut, _ in answers} == {(True, True), (False, True), (False, False)}
+
+
+def test_the_recorder_names_modules_and_parameters_as_torch_does():
+    from initlab.probe.capture import _Recorder
+
+    for model, _ in _upstream_models():
+        recorder = _Recorder(model)
+        try:
+            assert recorder.names == {module: name for name, module in model.named_modules()}
+            assert recorder.parameter_names == {p: name for name, p in model.named_parameters()}
+        finally:
+            recorder.remove()
+    mixer = _Mixer()
+    recorder = _Recorder(mixer)
+    recorder.remove()
+    assert recorder.parameter_names[mixer.tied.weight] == "shared.weight"  # a tied weight: its first name
+

@@ -575,7 +575,7 @@ class _LayerRecording:
             self.tensor_handles.append(x.register_hook(lambda grad, c=call: self._on_grad_input(c, grad)))
             # An input computed with no weight upstream (an embedding's output) gets no gradient
             # unless asked for: the backward stops at the weights it differentiates.
-            if x.grad_fn is None or not dataflow.nearest_layers(x.grad_fn, self.layer_nodes, set(), first=True):
+            if not self._has_layer_upstream(x, link):
                 self.grad_sources.append(x)
         self.calls.append(call)
         self.covered_weights.add(weight)
@@ -584,6 +584,14 @@ class _LayerRecording:
         if link is not None:
             link.tensor = None
         self.frontier = _Frontier(index, y, y._version, nodes=[y.grad_fn])
+
+    def _has_layer_upstream(self, x: torch.Tensor, link: _Frontier | None) -> bool:
+        """True if ``x`` was computed from a covered layer call's output: ``dataflow.nearest_layers``
+        finds one, walking the autograd graph back from ``x``. An input the probe followed from a
+        layer's output (``link``) has that layer upstream, and the walk is skipped."""
+        if link is not None and link.nodes[0] is not None:
+            return True
+        return x.grad_fn is not None and bool(dataflow.nearest_layers(x.grad_fn, self.layer_nodes, set(), first=True))
 
     def _on_grad_output(self, call: _Call, grad: torch.Tensor) -> None:
         closed = call.index < len(self.backward_closed) and self.backward_closed[call.index]
@@ -651,8 +659,8 @@ class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
         self.frontier: _Frontier | None = None  # from the latest covered layer's output
         self.stream: _Sum | None = None  # the latest residual sum
         self.stream_aliases: list[tuple[torch.Tensor, int]] = []  # its output and images under closed-form ops
-        self.names = {module: name for name, module in model.named_modules()}
-        self.parameter_names = {parameter: name for name, parameter in model.named_parameters()}
+        self.names: dict[nn.Module, str] = {}
+        self.parameter_names: dict[torch.Tensor, str] = {}  # as ``named_parameters`` names them
         self.covered_weights: set = set()
         self.embedded: set = set()  # weights used as lookup tables (F.embedding)
         self.layer_nodes: dict = {}  # autograd node of each covered call's output -> call index
@@ -674,7 +682,11 @@ class _Recorder(_LayerRecording, _OpFollowing, _NormalizationsAndAttention):
         self.stack: list[nn.Module] = []
         self.inside: nn.Module | None = None  # a covered layer whose forward is running
         self.entered: tuple[nn.Module, tuple[int, ...]] | None = None  # a covered layer that has not returned
-        for module in model.modules():
+        for name, module in model.named_modules():  # one walk: names, parameter names, hooks
+            self.names[module] = name
+            for parameter_name, parameter in module._parameters.items():
+                if parameter is not None and parameter not in self.parameter_names:
+                    self.parameter_names[parameter] = f"{name}.{parameter_name}" if name else parameter_name
             if is_covered(self.references.get(module, module)):
                 self.handles.append(module.register_forward_pre_hook(self._on_layer_input))
                 self.handles.append(module.register_forward_hook(self._on_layer))
