@@ -559,3 +559,42 @@ def test_the_recorder_names_modules_and_parameters_as_torch_does():
     recorder.remove()
     assert recorder.parameter_names[mixer.tied.weight] == "shared.weight"  # a tied weight: its first name
 
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_paused_for_a_pass_and_left_as_found(enabled):
+    import gc
+
+    model = initlab.plain_net(depth=6, width=4, input_shape=(3, 8, 8))
+    during = []
+    handle = model[0].register_forward_hook(lambda module, args, output: during.append(gc.isenabled()))
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        initlab.probe(model, _input(2, 3, 8, 8), seeds=2)
+        assert gc.isenabled() is enabled
+        with pytest.raises(ProbeError):
+            initlab.probe(model, _input(2, 5, 8, 8))  # a pass that fails resumes the collector too
+        assert gc.isenabled() is enabled
+    finally:
+        handle.remove()
+        gc.enable() if was else gc.disable()
+    assert during == [False, False]  # the two seeds' passes (the failing one raises in the first layer)
+
+
+def test_a_pass_leaves_no_reference_cycle_for_the_paused_collector():
+    # What the pass drops is freed as it goes (reference counts), so pausing the collector keeps
+    # nothing alive: after a pass, a collection finds nothing unreachable.
+    import gc
+
+    from initlab.probe.seeds import _probe_one
+
+    for model, x in _upstream_models():
+        _probe_one(model, x, 0, None)
+        gc.collect()
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            _probe_one(model, x, 0, None)
+            assert gc.collect() == 0, type(model).__name__
+        finally:
+            gc.enable() if was else gc.disable()
