@@ -1,6 +1,7 @@
 """The probe: statistics equal direct computation, the user's model is untouched, and the
 paper's predictions hold on deep MLPs and the 30-layer plain net within the finite-width band."""
 
+import gc
 import math
 import sys
 from pathlib import Path
@@ -504,7 +505,6 @@ class _Mixer(nn.Module):
     def __init__(self):
         super().__init__()
         self.embed, self.shared, self.head = nn.Embedding(20, 8), nn.Linear(8, 8), nn.Linear(16, 4)
-        self.head.weight = nn.Parameter(self.head.weight.detach().clone())
         self.tied = nn.Linear(8, 8)
         self.tied.weight = self.shared.weight  # one parameter under two modules: its first name wins
 
@@ -562,8 +562,6 @@ def test_the_recorder_names_modules_and_parameters_as_torch_does():
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_garbage_collector_is_paused_for_a_pass_and_left_as_found(enabled):
-    import gc
-
     model = initlab.plain_net(depth=6, width=4, input_shape=(3, 8, 8))
     during = []
     handle = model[0].register_forward_hook(lambda module, args, output: during.append(gc.isenabled()))
@@ -584,8 +582,6 @@ def test_the_garbage_collector_is_paused_for_a_pass_and_left_as_found(enabled):
 def test_a_pass_leaves_no_reference_cycle_for_the_paused_collector():
     # What the pass drops is freed as it goes (reference counts), so pausing the collector keeps
     # nothing alive: after a pass, a collection finds nothing unreachable.
-    import gc
-
     from initlab.probe.seeds import _probe_one
 
     for model, x in _upstream_models():

@@ -116,13 +116,13 @@ def _detached_input(value: torch.Tensor) -> torch.Tensor:
 def _collector_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector for the block, as ``timeit`` does around its
     timings, and resume it after where it was on. A pass makes thousands of small containers
-    (records, recipes, hook closures); with the collector on, each 700 start a collection while they
-    are alive, and those that survive two are promoted until the oldest generation's full
-    collection (the whole process's objects) falls due. A pass leaves no reference cycle (a
-    test), so what it drops is freed as it goes and the pause keeps nothing alive. Measured on this
-    project's 2-core CPU, plain-30 width 16 at 2×3×8², 40 passes: collections 148/13/1 (young,
-    middle, full) and 3.4 ms of collector time a pass before, 37/3/0 and 0.16 ms after; the mean
-    probe time over 400 passes in separate processes 17.1–17.8 against 15.2–15.7 ms."""
+    (records, recipes, hook closures); with the collector on, each 700 of them (its default
+    threshold) start a collection while they are alive, and those that survive two are promoted
+    until a full collection of the whole process's objects falls due. A pass leaves no reference
+    cycle (a test), so what it drops is freed as it goes and the pause keeps nothing alive.
+    Measured on this project's 2-core CPU, plain-30 width 16 at 2×3×8², 40 passes: collections
+    148/13/1 (young, middle, full) and 3.4 ms of collector time a pass before, 37/3/0 and 0.16 ms
+    after; the mean probe time over 400 passes in separate processes 17.1–17.8 against 15.2–15.7 ms."""
     enabled = gc.isenabled()
     gc.disable()
     try:
