@@ -47,7 +47,9 @@ medians over repeats and each ratio is the ratio of the two medians.
   layer's input, output and their gradients (no statistic, no sync). Printed with them: the
   elements of the tensor operands of every computing aten op beyond the bare pass's, for the probe
   and for that floor (each tensor argument counted: x·x into a buffer counts x twice and the
-  buffer once), how many reads the statistics cost.
+  buffer once), how many reads the statistics cost. On a CPU also the time the probe's statistics
+  spend in their own ops, each timed alone inside the pass (``statistics_op_seconds``), beside what
+  the monitor adds in all: the part of the probe's overhead that is not Python.
 - widths (no target): the probe and the monitor above on transformers 128, 256 and 512 wide (4 layers,
   batch 8, sequence 128), ratio to a bare pass and the milliseconds each adds: how the probe's fixed
   host work weighs as the model grows.
@@ -626,12 +628,18 @@ def bench_peers(device: torch.device, quick: bool) -> None:
                                                          for function in (_bare_pass, _probe_pass, _one_read_pass))
         probe_calls, monitor_calls = len(_probe_one(model, x, 0, None)[1].names), _monitor_pass(model, x)
         fastest = ratios["monitor hooks (fwd+bwd)"]
+        in_pass = ""
+        if device.type == "cpu":
+            seconds, ops = statistics_op_seconds(lambda: _probe_pass(model, x), 3 if quick else 5)
+            INFO.append((f"peers {label}: the probe's statistics ops (ms)", seconds * 1e3))
+            in_pass = (f" · the probe's statistics ops, timed inside the pass: {seconds * 1e3:.1f} ms over {ops} ops "
+                       f"(the monitor adds {(fastest - 1) * bare * 1e3:.1f} ms in all)")
         report(f"probe vs peers, {label}", ratios["initlab probe"], f"≤ fwd+bwd peer {fastest:.3f}",
                ratios["initlab probe"] <= fastest,
                " · ".join(f"{name} ×{ratio:.3f}" for name, ratio in ratios.items()) + f" · bare {bare * 1e3:.0f} ms"
                f" · operand elements beyond the bare pass: probe {(probe_elements - bare_elements) / 1e6:.0f} M, "
                f"one read per tensor {(floor_elements - bare_elements) / 1e6:.0f} M · layer calls recorded: probe "
-               f"{probe_calls}, monitor {monitor_calls}")
+               f"{probe_calls}, monitor {monitor_calls}" + in_pass)
 
 
 def bench_widths(device: torch.device, quick: bool) -> None:
@@ -679,6 +687,48 @@ def count_device_ops(function: Callable[[], None]) -> tuple[int, int]:
     with Counter():
         function()
     return Counter.count, Counter.elements
+
+
+STATISTICS_SOURCES = ("probe/reductions.py", "probe/records.py")  # where the probe's statistics issue their ops
+
+
+def _from_statistics(frame) -> bool:
+    """True if a Python frame or one of its callers is the probe's statistics: a function of
+    ``STATISTICS_SOURCES`` or the attention record (its moments are taken in ``capture``)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_filename.endswith(STATISTICS_SOURCES) or code.co_name == "on_attention":
+            return True
+        frame = frame.f_back
+    return False
+
+
+def statistics_op_seconds(function: Callable[[], None], repeats: int = 5) -> tuple[float, int]:
+    """(the median over ``repeats`` calls of the time ``function`` spends in device ops issued by the
+    probe's statistics, each op timed alone as it runs inside the pass, views included; those ops'
+    count): what the statistics cost without the Python around them. CPU only: a GPU's ops are
+    asynchronous, and a synchronization around each would time its launch latency."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Timer(TorchDispatchMode):
+        seconds, ops = 0.0, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not _from_statistics(sys._getframe(1)):
+                return func(*args, **(kwargs or {}))
+            start = time.perf_counter()
+            output = func(*args, **(kwargs or {}))
+            Timer.seconds += time.perf_counter() - start
+            Timer.ops += 1
+            return output
+
+    totals = []
+    for _ in range(repeats):
+        Timer.seconds, Timer.ops = 0.0, 0
+        with Timer():
+            function()
+        totals.append(Timer.seconds)
+    return statistics.median(totals), Timer.ops
 
 
 @contextlib.contextmanager

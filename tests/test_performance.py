@@ -3,8 +3,10 @@ activation past its hooks, and (where CUDA is present) no host-device sync per l
 memory ratios themselves are measured by benchmarks/run.py, not asserted here."""
 
 import gc
+import statistics
 import subprocess
 import sys
+import time
 import warnings
 import weakref
 from pathlib import Path
@@ -386,3 +388,22 @@ def test_maps_measured_only_where_the_chain_re_anchors_give_the_probe_of_maps_ev
         conv_rows = int((frame["kind"] == "conv").sum())
         assert maps[True] == 2 * conv_rows // (2 if batched else 1)  # an input and an output-gradient map each
         assert maps[False] == maps[True] if all_anchored else 0 < maps[False] < maps[True]
+
+
+def test_benchmark_times_the_statistics_ops_inside_the_pass_and_nothing_of_a_bare_pass():
+    run = _benchmark_script()
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(32, 4, dim_feedforward=64, dropout=0.0, batch_first=True)
+    model = nn.Sequential(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), nn.Linear(32, 8))
+    x = _input(2, 6, 32)
+    assert run.statistics_op_seconds(lambda: run._bare_pass(model, x), 1) == (0.0, 0)
+    seconds, ops = run.statistics_op_seconds(lambda: run._probe_pass(model, x), 3)
+    # two layers of in/out projections, two FFN Linears and the head: 9 layer calls, each with at least
+    # its input's and output's moments
+    assert ops >= 2 * 9
+    passes = []
+    for _ in range(3):
+        start = time.perf_counter()
+        run._probe_pass(model, x)
+        passes.append(time.perf_counter() - start)
+    assert 0.0 < seconds < statistics.median(passes)  # a part of the pass, the model's own ops not counted
