@@ -43,7 +43,9 @@ medians over repeats and each ratio is the ratio of the two medians.
   signal-propagation plots: E[y²] and E[y]² per layer, two ``.item()``), and forward hooks with
   tensor gradient hooks in the style of torch-surgeon-like monitors (mean/std/zero fraction
   forward, norm/std/max backward, three ``.item()`` each). Target: the probe at or below the
-  fastest forward+backward peer. Beside them, the floor of any such recorder: one ``sum`` of each
+  fastest forward+backward peer (ratios of medians). Printed beside it: the probe's time over the
+  monitor's within each round, where the two run back to back, free of the drift between rounds
+  (median, and in how many rounds it was at most 1). Beside them, the floor of any such recorder: one ``sum`` of each
   layer's input, output and their gradients (no statistic, no sync). Printed with them: the
   elements of the tensor operands of every computing aten op beyond the bare pass's, for the probe
   and for that floor (each tensor argument counted: x·x into a buffer counts x twice and the
@@ -619,8 +621,11 @@ def bench_peers(device: torch.device, quick: bool) -> None:
                  "monitor hooks (fwd+bwd)": _monitor_pass, "initlab probe": _probe_pass}
     rounds = 3 if quick else 9
     for label, (model, x) in models.items():
-        medians = _round_medians({"bare": _bare_pass, **recorders}, model, x, rounds, device)
+        times, _ = _round_times({"bare": _bare_pass, **recorders}, model, x, rounds, device)
+        medians = {name: statistics.median(values) for name, values in times.items()}
         bare = medians["bare"]
+        # within a round the two passes run back to back: their ratio is free of the drift between rounds
+        paired = [probe / monitor for probe, monitor in zip(times["initlab probe"], times["monitor hooks (fwd+bwd)"])]
         ratios = {name: medians[name] / bare for name in recorders}
         for name, ratio in ratios.items():
             INFO.append((f"peers {label}: {name}", ratio))
@@ -639,7 +644,8 @@ def bench_peers(device: torch.device, quick: bool) -> None:
                " · ".join(f"{name} ×{ratio:.3f}" for name, ratio in ratios.items()) + f" · bare {bare * 1e3:.0f} ms"
                f" · operand elements beyond the bare pass: probe {(probe_elements - bare_elements) / 1e6:.0f} M, "
                f"one read per tensor {(floor_elements - bare_elements) / 1e6:.0f} M · layer calls recorded: probe "
-               f"{probe_calls}, monitor {monitor_calls}" + in_pass)
+               f"{probe_calls}, monitor {monitor_calls} · probe / monitor within each round: median "
+               f"{statistics.median(paired):.3f}, below 1 in {sum(r <= 1 for r in paired)} of {len(paired)}" + in_pass)
 
 
 def bench_widths(device: torch.device, quick: bool) -> None:

@@ -199,6 +199,29 @@ def test_benchmark_script_runs_and_reports_each_ratio_against_its_target(tmp_pat
     assert bad.returncode == 2 and "unknown benchmark nothing" in bad.stderr
 
 
+def test_benchmark_peers_judge_each_model_and_print_the_paired_ratio_and_the_statistics_time(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--only", "peers",
+                             "--device", "cpu", "--json", str(tmp_path / "bench.json")],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode in (0, 1), result.stderr
+    import json
+    rows = json.loads((tmp_path / "bench.json").read_text())
+    judged = [row for row in rows if row["target"]]
+    assert [row["name"] for row in judged] == ["probe vs peers, plain-30 b64", "probe vs peers, ResNet-50 b2 112²",
+                                               "probe vs peers, transformer 4×128 b8"]
+    assert all(row["target"].startswith("≤ fwd+bwd peer ") for row in judged)
+    statistics_ms = [row["value"] for row in rows if row["name"].endswith("the probe's statistics ops (ms)")]
+    assert len(statistics_ms) == 3 and all(value > 0 for value in statistics_ms)
+    lines = [line for line in result.stdout.splitlines() if line[:5] in ("ok   ", "MISS ") and "probe vs peers" in line]
+    assert len(lines) == 3
+    for line, row in zip(lines, judged):
+        paired = line.split("probe / monitor within each round: median ")[1]
+        median, below = float(paired.split(",")[0]), paired.split("below 1 in ")[1].split(" ")
+        assert median > 0 and 0 <= int(below[0]) <= int(below[2]) == 3  # --quick: 3 rounds
+        assert f"×{row['value']:.3f}" in line and "timed inside the pass" in line
+    assert result.returncode == (1 if any(row["status"] == "missed" for row in judged) else 0)
+
+
 def _bare_faults_per_pass(stdout: str) -> int:
     """A bare pass's page faults, from the probe benchmark's line."""
     line = next(line for line in stdout.splitlines() if "probe overhead, plain-30" in line)
