@@ -45,8 +45,8 @@ medians over repeats and each ratio is the ratio of the two medians.
   forward, norm/std/max backward, three ``.item()`` each). Target: the probe at or below the
   fastest forward+backward peer (ratios of medians). Printed beside it: the probe's time over the
   monitor's within each round, where the two run back to back, free of the drift between rounds
-  (median, and in how many rounds it was at most 1). Beside them, the floor of any such recorder: one ``sum`` of each
-  layer's input, output and their gradients (no statistic, no sync). Printed with them: the
+  (median, and in how many rounds it was at most 1). Beside them, the floor of any such
+  recorder: one ``sum`` of each layer's input, output and their gradients (no statistic, no sync). Printed with them: the
   elements of the tensor operands of every computing aten op beyond the bare pass's, for the probe
   and for that floor (each tensor argument counted: x·x into a buffer counts x twice and the
   buffer once), how many reads the statistics cost. On a CPU also the time the probe's statistics
@@ -645,7 +645,7 @@ def bench_peers(device: torch.device, quick: bool) -> None:
                f" · operand elements beyond the bare pass: probe {(probe_elements - bare_elements) / 1e6:.0f} M, "
                f"one read per tensor {(floor_elements - bare_elements) / 1e6:.0f} M · layer calls recorded: probe "
                f"{probe_calls}, monitor {monitor_calls} · probe / monitor within each round: median "
-               f"{statistics.median(paired):.3f}, below 1 in {sum(r <= 1 for r in paired)} of {len(paired)}" + in_pass)
+               f"{statistics.median(paired):.3f}, ≤ 1 in {sum(r <= 1 for r in paired)} of {len(paired)}" + in_pass)
 
 
 def bench_widths(device: torch.device, quick: bool) -> None:

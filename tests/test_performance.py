@@ -216,7 +216,7 @@ def test_benchmark_peers_judge_each_model_and_print_the_paired_ratio_and_the_sta
     assert len(lines) == 3
     for line, row in zip(lines, judged):
         paired = line.split("probe / monitor within each round: median ")[1]
-        median, below = float(paired.split(",")[0]), paired.split("below 1 in ")[1].split(" ")
+        median, below = float(paired.split(",")[0]), paired.split("≤ 1 in ")[1].split(" ")
         assert median > 0 and 0 <= int(below[0]) <= int(below[2]) == 3  # --quick: 3 rounds
         assert f"×{row['value']:.3f}" in line and "timed inside the pass" in line
     assert result.returncode == (1 if any(row["status"] == "missed" for row in judged) else 0)
