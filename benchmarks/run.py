@@ -46,12 +46,13 @@ medians over repeats and each ratio is the ratio of the two medians.
   fastest forward+backward peer (ratios of medians). Printed beside it: the probe's time over the
   monitor's within each round, where the two run back to back, free of the drift between rounds
   (median, and in how many rounds it was at most 1). Beside them, the floor of any such
-  recorder: one ``sum`` of each layer's input, output and their gradients (no statistic, no sync). Printed with them: the
-  elements of the tensor operands of every computing aten op beyond the bare pass's, for the probe
-  and for that floor (each tensor argument counted: x·x into a buffer counts x twice and the
-  buffer once), how many reads the statistics cost. On a CPU also the time the probe's statistics
-  spend in their own ops, each timed alone inside the pass (``statistics_op_seconds``), beside what
-  the monitor adds in all: the part of the probe's overhead that is not Python.
+  recorder: one ``sum`` of each layer's input, output and their gradients (no statistic, no
+  sync). Printed with them: the elements of the tensor operands of every computing aten op beyond
+  the bare pass's, for the probe and for that floor (each tensor argument counted: x·x into a
+  buffer counts x twice and the buffer once), how many reads the statistics cost. On a CPU also
+  the time the probe's statistics spend in their own ops, each timed alone inside the pass
+  (``statistics_op_seconds``), beside what the monitor adds in all: the part of the probe's
+  overhead that is not Python.
 - widths (no target): the probe and the monitor above on transformers 128, 256 and 512 wide (4 layers,
   batch 8, sequence 128), ratio to a bare pass and the milliseconds each adds: how the probe's fixed
   host work weighs as the model grows.
