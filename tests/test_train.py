@@ -224,6 +224,32 @@ def test_stop_distributed_leaves_the_process_group_and_is_a_no_op_without_one(tm
     assert not dist.is_initialized()
 
 
+def _entry_point_run(argv, world):
+    """``initlab argv`` through the console script's entry point, in a process whose finalization
+    writes 'finalized' to stderr (an atexit handler) and whose stdout holds a line not yet flushed
+    (as a user's model may print); ``world`` as torchrun's WORLD_SIZE, or none."""
+    script = ("import atexit, os, sys; atexit.register(lambda: os.write(2, b'finalized')); "
+              "sys.stdout.write('written before, not flushed\\n'); "
+              f"sys.argv = ['initlab', *{argv!r}]; from initlab.cli import entry_point; entry_point()")
+    env = {key: value for key, value in os.environ.items() if key not in ("WORLD_SIZE", "PYTHONUNBUFFERED")}
+    if world is not None:
+        env["WORLD_SIZE"] = world
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("argv, code", [(["list"], 0), (["list", "--bogus"], 2)])
+def test_a_torchrun_worker_ends_without_finalizing_and_its_output_arrives_whole(argv, code):
+    """Under torchrun (WORLD_SIZE above 1) the command line ends the process with os._exit once it
+    is done, skipping the finalization in which gloo's threads can abort it; what it printed to
+    its pipes (block-buffered) arrives whole, and the exit code is kept. Alone, it finalizes."""
+    alone, worker = _entry_point_run(argv, None), _entry_point_run(argv, "2")
+    assert alone.returncode == worker.returncode == code
+    assert alone.stderr.endswith("finalized") and "finalized" not in worker.stderr
+    assert worker.stdout == alone.stdout and worker.stderr == alone.stderr.removesuffix("finalized")
+    assert worker.stdout.startswith("written before, not flushed\n")
+    assert (worker.stdout if code == 0 else worker.stderr).strip().count("\n") >= (10 if code == 0 else 0)
+
+
 def test_ctrl_c_leaves_history_and_checkpoint_intact(tmp_path):
     import signal
     import time

@@ -693,4 +693,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    code = main()
+    from .train import end_worker_process, launched_as_worker
+
+    if launched_as_worker():  # under torchrun: no finalization, where gloo's threads could abort it
+        end_worker_process(code)
+    sys.exit(code)

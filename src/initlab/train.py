@@ -15,11 +15,13 @@ Checkpoints are written by rank 0 only.
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -410,15 +412,20 @@ def slope_table(slopes: pd.DataFrame) -> pd.DataFrame:
         drop=True)
 
 
+def launched_as_worker() -> bool:
+    """True in a process that torchrun started as one of several (``WORLD_SIZE`` above 1): the
+    processes that ``start_distributed`` puts in a process group."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def start_distributed() -> tuple[int, int, torch.device | None]:
     """Join the process group when launched by torchrun; return (rank, world size, device).
 
     One process (no ``WORLD_SIZE`` above 1): (0, 1, None). On GPUs each rank takes the GPU of its
     ``LOCAL_RANK`` with the nccl backend; on CPUs the gloo backend."""
-    import os
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if not launched_as_worker():
         return 0, 1, None
+    world = int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
@@ -438,3 +445,25 @@ def stop_distributed(completed: bool) -> None:
     if completed:
         dist.barrier()
     dist.destroy_process_group()
+
+
+def end_worker_process(code: int) -> NoReturn:
+    """End a torchrun worker with exit ``code`` without the interpreter's finalization: flush
+    stdout, stderr and logging, then ``os._exit``. Every file is written and closed by then.
+
+    Why: gloo runs each collective on a worker thread of its own, which drops the collective's
+    tensors only after the collective has completed. A tensor that Python has seen holds a Python
+    object, and dropping it takes the GIL. Where that drop lands while the interpreter finalizes
+    (rank 1 exits as soon as the closing barrier returns), the thread is stopped inside a
+    destructor and the process aborts ("terminate called without an active exception",
+    SIGABRT), which torchrun reports as a failed run. ``destroy_process_group`` does not stop
+    those threads: torch keeps the group alive until exit."""
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(code)
