@@ -449,15 +449,15 @@ def stop_distributed(completed: bool) -> None:
 
 def end_worker_process(code: int) -> NoReturn:
     """End a torchrun worker with exit ``code`` without the interpreter's finalization: flush
-    stdout, stderr and logging, then ``os._exit``. Every file is written and closed by then.
+    stdout, stderr and logging, then ``os._exit``. Call it once every file is written and closed.
 
-    Why: gloo runs each collective on a worker thread of its own, which drops the collective's
-    tensors only after the collective has completed. A tensor that Python has seen holds a Python
-    object, and dropping it takes the GIL. Where that drop lands while the interpreter finalizes
-    (rank 1 exits as soon as the closing barrier returns), the thread is stopped inside a
-    destructor and the process aborts ("terminate called without an active exception",
-    SIGABRT), which torchrun reports as a failed run. ``destroy_process_group`` does not stop
-    those threads: torch keeps the group alive until exit."""
+    Why: gloo runs the collectives on its own worker threads, which drop a collective's tensors
+    only after it has completed. A tensor that Python has seen holds a Python object, and dropping
+    it takes the GIL. Where that drop lands while the interpreter finalizes (rank 1 exits as soon
+    as the closing barrier returns), the thread is stopped inside a destructor and the process
+    aborts ("terminate called without an active exception", SIGABRT), which torchrun reports as a
+    failed run. ``destroy_process_group`` does not prevent it: the group stays referenced after it,
+    so its threads are not joined before exit."""
     import logging
 
     logging.shutdown()
