@@ -694,7 +694,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry_point() -> None:
     code = main()
-    from .train import end_worker_process, launched_as_worker
+    from .torchrun import end_worker_process, launched_as_worker
 
     if launched_as_worker():  # under torchrun: no finalization, where gloo's threads could abort it
         end_worker_process(code)

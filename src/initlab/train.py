@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -34,6 +33,7 @@ from .data import Dataset, scaled_inputs
 from .files import BackgroundWriter, atomic_write, json_records, json_value
 from .models import build_seeded
 from .schemes import stream_seed
+from .torchrun import launched_as_worker
 from .watch import watch, watch_findings
 
 SHUFFLE_STREAM = 1000  # + epoch
@@ -412,12 +412,6 @@ def slope_table(slopes: pd.DataFrame) -> pd.DataFrame:
         drop=True)
 
 
-def launched_as_worker() -> bool:
-    """True in a process that torchrun started as one of several (``WORLD_SIZE`` above 1): the
-    processes that ``start_distributed`` puts in a process group."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
 def start_distributed() -> tuple[int, int, torch.device | None]:
     """Join the process group when launched by torchrun; return (rank, world size, device).
 
@@ -445,25 +439,3 @@ def stop_distributed(completed: bool) -> None:
     if completed:
         dist.barrier()
     dist.destroy_process_group()
-
-
-def end_worker_process(code: int) -> NoReturn:
-    """End a torchrun worker with exit ``code`` without the interpreter's finalization: flush
-    stdout, stderr and logging, then ``os._exit``. Call it once every file is written and closed.
-
-    Why: gloo runs the collectives on its own worker threads, which drop a collective's tensors
-    only after it has completed. A tensor that Python has seen holds a Python object, and dropping
-    it takes the GIL. Where that drop lands while the interpreter finalizes (rank 1 exits as soon
-    as the closing barrier returns), the thread is stopped inside a destructor and the process
-    aborts ("terminate called without an active exception", SIGABRT), which torchrun reports as a
-    failed run. ``destroy_process_group`` does not prevent it: the group stays referenced after it,
-    so its threads are not joined before exit."""
-    import logging
-
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
-            pass
-    os._exit(code)
