@@ -604,7 +604,11 @@ def _round_times(passes: dict[str, Callable], model: torch.nn.Module, x: torch.T
 def _round_medians(passes: dict[str, Callable], model: torch.nn.Module, x: torch.Tensor, rounds: int,
                    device: torch.device) -> dict[str, float]:
     """Each pass's median time over interleaved rounds (``_round_times``)."""
-    times, _ = _round_times(passes, model, x, rounds, device)
+    return _medians(_round_times(passes, model, x, rounds, device)[0])
+
+
+def _medians(times: dict[str, list[float]]) -> dict[str, float]:
+    """Each pass's median of its times."""
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -623,7 +627,7 @@ def bench_peers(device: torch.device, quick: bool) -> None:
     rounds = 3 if quick else 9
     for label, (model, x) in models.items():
         times, _ = _round_times({"bare": _bare_pass, **recorders}, model, x, rounds, device)
-        medians = {name: statistics.median(values) for name, values in times.items()}
+        medians = _medians(times)
         bare = medians["bare"]
         # within a round the two passes run back to back: their ratio is free of the drift between rounds
         paired = [probe / monitor for probe, monitor in zip(times["initlab probe"], times["monitor hooks (fwd+bwd)"])]
